@@ -1,0 +1,170 @@
+"""What every node of the package shares: start-up and shutdown, bad-input reporting, rates, diagnostics."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+
+from rc_perception import qos
+from rc_perception.fastdds import apply_large_message_profile
+
+__all__ = ['BadInput', 'Diagnostics', 'RateMeter', 'StartupError', 'run_nodes', 'main_for']
+
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
+
+class StartupError(RuntimeError):
+    """A node cannot start (missing model, bad parameters). The message says what is wrong and the fix."""
+
+
+class BadInput:
+    """Counts dropped inputs per topic and logs each (topic, reason kind) at most once per ``period``.
+
+    A log line reads: ``dropped <what> on <topic>: <reason> [N dropped on this topic so far]``.
+    """
+
+    def __init__(self, node: Node, period: float = 5.0) -> None:
+        self._logger = node.get_logger()
+        self._period = period
+        self._last: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.recent: deque[str] = deque(maxlen=32)
+        self.last_reason = ''
+
+    def report(self, topic: str, reason: str | Exception, what: str = 'message') -> None:
+        text = str(reason)
+        kind = type(reason).__name__ if isinstance(reason, Exception) else text.split(':', 1)[0]
+        now = time.monotonic()
+        with self._lock:
+            self.counts[topic] += 1
+            count = self.counts[topic]
+            self.last_reason = f'{topic}: {text}'
+            self.recent.append(self.last_reason)
+            last = self._last.get((topic, kind))
+            if last is not None and now - last < self._period:
+                return
+            self._last[(topic, kind)] = now
+        self._logger.warning(f'dropped {what} on {topic}: {text} [{count} dropped on this topic so far]')
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class RateMeter:
+    """Events per second over a sliding window of the last ``window`` seconds (thread-safe)."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self._window = window
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.count += 1
+            self._times.append(now)
+            while self._times and now - self._times[0] > self._window:
+                self._times.popleft()
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            while self._times and now - self._times[0] > self._window:
+                self._times.popleft()
+            if len(self._times) < 2:
+                return 0.0
+            span = max(now - self._times[0], self._times[-1] - self._times[0])
+            return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def age(self, now: float | None = None) -> float | None:
+        """Seconds since the last event, None if none yet."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return now - self._times[-1] if self._times else None
+
+
+class Diagnostics:
+    """Publishes one DiagnosticStatus for the node on /diagnostics every ``period`` seconds.
+
+    ``collect`` returns (level, message, values): a DiagnosticStatus level (OK, WARN, ERROR), a one-line
+    summary and the key/values to show (formatted with ``str``).
+    """
+
+    def __init__(self, node: Node, name: str,
+                 collect: Callable[[], tuple[int, str, dict]], period: float = 1.0) -> None:
+        self._node = node
+        self._name = f'{node.get_name()}: {name}'
+        self._collect = collect
+        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', qos.DIAGNOSTICS)
+        self._timer = node.create_timer(period, self.publish)
+        self.last_level = OK
+
+    def publish(self) -> None:
+        level, message, values = self._collect()
+        status = DiagnosticStatus(level=level, name=self._name, message=message,
+                                  hardware_id=self._node.get_fully_qualified_name())
+        status.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        self._pub.publish(array)
+        self.last_level = level
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f'{value:.3f}'
+    return str(value)
+
+
+def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | None = None,
+              multithreaded: bool = False) -> int:
+    """Start rclpy, build the nodes, spin them in one executor until shutdown; returns an exit code.
+
+    Applies the large-message Fast DDS profile first (see rc_perception.fastdds). A ``StartupError``
+    or ``ValueError`` from a node's constructor is logged as one line and gives exit code 1.
+    """
+    profile_note = apply_large_message_profile()
+    rclpy.init(args=args)
+    logger = rclpy.logging.get_logger('rc_perception')
+    logger.debug(profile_note)
+    nodes: list[Node] = []
+    code = 0
+    try:
+        try:
+            for factory in factories:
+                nodes.append(factory())
+        except (StartupError, ValueError) as exc:
+            logger.fatal(str(exc))
+            return 1
+        executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
+        for node in nodes:
+            executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+def main_for(node_class: type[Node], multithreaded: bool = False) -> Callable[[Sequence[str] | None], None]:
+    """A console-script ``main(args=None)`` that runs ``node_class`` and exits with its code."""
+
+    def main(args: Sequence[str] | None = None) -> None:
+        sys.exit(run_nodes([node_class], args=args, multithreaded=multithreaded))
+
+    main.__doc__ = f'Run {node_class.__name__} until shutdown.'
+    return main

@@ -1,0 +1,42 @@
+"""ament_python build of rc_perception: four Python packages, one ROS package."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'rc_perception'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(include=['rc_perception*', 'student_trt*', 'depth_fusion*', 'pointcloud_xyz*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+        (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
+        (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.xml')),
+        (f'share/{PACKAGE}/models', glob('models/*.pt')),
+    ],
+    install_requires=['setuptools', 'numpy'],
+    extras_require={'test': ['pytest']},
+    zip_safe=True,
+    maintainer='rc_perception maintainers',
+    maintainer_email='dev@rc-perception.local',
+    description='Student depth/segmentation, ToF fusion and point clouds for Nav2 on a small robot.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            # Nodes
+            'student_trt_node = student_trt.node:main',
+            'depth_fusion_node = depth_fusion.node:main',
+            'pointcloud_xyz_node = pointcloud_xyz.node:main',
+            'replay_node = rc_perception.replay:main',
+            # Offline tools
+            'export_trt = student_trt.export:main',
+            'benchmark = student_trt.benchmark:main',
+            'train_student = student_trt.train:main',
+            'calibrate_fusion = depth_fusion.calibrate:main',
+            'demo = rc_perception.demo:main',
+        ],
+    },
+)
