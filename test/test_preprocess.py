@@ -1,0 +1,86 @@
+"""The one preprocessing function: colour order, resize (matches torch), normalization, metadata."""
+
+import numpy as np
+import pytest
+
+from student_trt.metadata import ModelSpec
+from student_trt.preprocess import Preprocessor, resize
+
+torch = pytest.importorskip('torch')
+F = torch.nn.functional
+
+RNG = np.random.default_rng(0)
+IMG = RNG.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+
+
+def torch_resize(img: np.ndarray, h: int, w: int, mode: str) -> np.ndarray:
+    t = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None]
+    kwargs = {} if mode == 'area' else {'align_corners': False}
+    return F.interpolate(t, size=(h, w), mode=mode, **kwargs)[0].permute(1, 2, 0).numpy()
+
+
+def test_integer_downscale_is_area_average_like_torch():
+    np.testing.assert_allclose(resize(IMG, 240, 320), torch_resize(IMG, 240, 320, 'area'), atol=1e-3)
+    np.testing.assert_allclose(resize(IMG, 120, 160), torch_resize(IMG, 120, 160, 'area'), atol=1e-3)
+
+
+def test_2x_area_equals_half_pixel_bilinear():
+    np.testing.assert_allclose(resize(IMG, 240, 320), torch_resize(IMG, 240, 320, 'bilinear'), atol=1e-3)
+
+
+@pytest.mark.parametrize('size', [(300, 400), (240, 320 * 3 // 2), (720, 960)])
+def test_other_sizes_are_half_pixel_bilinear_like_torch(size):
+    np.testing.assert_allclose(resize(IMG, *size), torch_resize(IMG, *size, 'bilinear'), atol=2e-2)
+
+
+def test_normalization_and_layout():
+    spec = ModelSpec(height=240, width=320)
+    x = Preprocessor(spec)(IMG, 'rgb8')
+    assert x.shape == (1, 3, 240, 320) and x.dtype == np.float32 and x.flags.c_contiguous
+    ref = (torch_resize(IMG, 240, 320, 'area') / 255.0 - np.array(spec.mean)) / np.array(spec.std)
+    np.testing.assert_allclose(x[0].transpose(1, 2, 0), ref, atol=1e-4)
+
+
+def test_colour_orders_agree():
+    pre = Preprocessor(ModelSpec())
+    rgb = pre(IMG, 'rgb8')
+    np.testing.assert_array_equal(pre(IMG[:, :, ::-1].copy(), 'bgr8'), rgb)
+    rgba = np.concatenate([IMG, np.full((480, 640, 1), 255, np.uint8)], axis=2)
+    np.testing.assert_array_equal(pre(rgba, 'rgba8'), rgb)
+    same = {'mean': (0.5, 0.5, 0.5), 'std': (0.2, 0.2, 0.2)}
+    bgr_model = Preprocessor(ModelSpec(color_order='bgr', **same))
+    rgb_model = Preprocessor(ModelSpec(color_order='rgb', **same))
+    np.testing.assert_array_equal(bgr_model(IMG, 'rgb8')[0, ::-1], rgb_model(IMG, 'rgb8')[0])
+    np.testing.assert_array_equal(bgr_model(IMG[:, :, ::-1].copy(), 'bgr8'), bgr_model(IMG, 'rgb8'))
+
+
+def test_mono_is_replicated():
+    spec = ModelSpec(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    x = Preprocessor(spec)(IMG[:, :, 0].copy(), 'mono8')
+    np.testing.assert_array_equal(x[0, 0], x[0, 1])
+    np.testing.assert_array_equal(x[0, 0], x[0, 2])
+
+
+@pytest.mark.parametrize('image,encoding,match', [
+    (IMG, 'yuv422', "must be one of"),
+    (IMG.astype(np.uint16), 'rgb8', 'must be uint8'),
+    (IMG[:, :, 0], 'rgb8', r'must be \(H, W, 3\)'),
+    (IMG, 'mono8', r'must be \(H, W\)'),
+])
+def test_bad_images_are_named(image, encoding, match):
+    with pytest.raises(ValueError, match=match):
+        Preprocessor(ModelSpec())(image, encoding)
+
+
+def test_metadata_round_trip_and_errors():
+    spec = ModelSpec(height=120, width=160, class_names=('a', 'b'), precision='int8',
+                     calibration='8 images from calib/')
+    props = spec.to_metadata()
+    assert all(k.startswith('rc_perception.') for k in props)
+    assert ModelSpec.from_metadata({**props, 'producer': 'x'}) == spec
+    with pytest.raises(ValueError, match='no rc_perception metadata'):
+        ModelSpec.from_metadata({'producer': 'pytorch'}, source='foo.onnx')
+    with pytest.raises(ValueError, match='unknown model spec field'):
+        ModelSpec.from_dict({'height': 10, 'colour': 'rgb'})
+    with pytest.raises(ValueError, match='depth_min < depth_max'):
+        ModelSpec(depth_min=5.0, depth_max=1.0)
