@@ -27,6 +27,12 @@ def profile_path() -> str:
     return str(share_file('config', PROFILE_NAME))
 
 
+def profile_variable(environ: MutableMapping[str, str] | None = None) -> str:
+    """The variable this ROS distribution's Fast DDS reads (setting both makes Fast DDS 3 warn)."""
+    env = os.environ if environ is None else environ
+    return PROFILE_VARIABLES[1] if env.get('ROS_DISTRO', '') in FAST_DDS_2_DISTROS else PROFILE_VARIABLES[0]
+
+
 def apply_large_message_profile(environ: MutableMapping[str, str] | None = None) -> str:
     """Point Fast DDS at the shipped profile unless told otherwise; returns a line saying what happened.
 
@@ -43,7 +49,6 @@ def apply_large_message_profile(environ: MutableMapping[str, str] | None = None)
         if env.get(var):
             return f'Fast DDS profile chosen by the environment: {var}={env[var]}'
     path = profile_path()
-    # Only the variable this Fast DDS reads: Fast DDS 3 warns that the old one is deprecated.
-    var = PROFILE_VARIABLES[1] if env.get('ROS_DISTRO', '') in FAST_DDS_2_DISTROS else PROFILE_VARIABLES[0]
+    var = profile_variable(env)
     env[var] = path
     return f'Fast DDS large-message profile applied: {var}={path} (set {SWITCH}=off to disable)'
