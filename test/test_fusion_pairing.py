@@ -1,0 +1,130 @@
+"""depth_fusion.pairing on constructed stamps and arrival times (no graph)."""
+
+import pytest
+
+from depth_fusion.pairing import (
+    Match,
+    MatchStatus,
+    StampedBuffer,
+    StreamState,
+    StreamWatch,
+    ToFPairer,
+    stamp_ns,
+)
+
+MS = 1_000_000  # nanoseconds
+
+
+def test_stamp_ns():
+    assert stamp_ns(0, 0) == 0
+    assert stamp_ns(12, 345) == 12_000_000_345
+    assert stamp_ns(1_700_000_000, 999_999_999) == 1_700_000_000_999_999_999
+
+
+def test_nearest_within_tolerance_and_ties():
+    buf = StampedBuffer(5)
+    for t in (100, 200, 300):
+        buf.add(t * MS, f'tof{t}')
+    assert buf.nearest(210 * MS) == (200 * MS, 'tof200')
+    assert buf.nearest(290 * MS) == (300 * MS, 'tof300')
+    assert buf.nearest(10 * MS) == (100 * MS, 'tof100'), 'before the oldest'
+    assert buf.nearest(900 * MS) == (300 * MS, 'tof300'), 'after the newest'
+    assert buf.nearest(250 * MS) == (200 * MS, 'tof200'), 'a tie goes to the earlier stamp'
+    assert buf.nearest(250 * MS, max_diff=50 * MS) == (200 * MS, 'tof200'), 'the tolerance is inclusive'
+    assert buf.nearest(250 * MS, max_diff=50 * MS - 1) is None
+    assert StampedBuffer().nearest(0) is None
+
+
+def test_capacity_evicts_oldest_arrival_and_same_stamp_replaces():
+    buf = StampedBuffer(3)
+    for t in (300, 100, 200):  # arrival order differs from stamp order
+        buf.add(t, t)
+    buf.add(400, 400)  # evicts 300, the oldest arrival
+    assert [s for s, _ in buf] == [100, 200, 400]
+    buf.add(100, 'resent')  # replaces, and counts as the newest arrival
+    buf.add(500, 500)  # evicts 200
+    assert [(s, v) for s, v in buf] == [(100, 'resent'), (400, 400), (500, 500)]
+    assert len(buf) == 3 and buf.newest_stamp() == 500
+    buf.resize(1)
+    assert [s for s, _ in buf] == [500]
+    with pytest.raises(ValueError):
+        StampedBuffer(0)
+
+
+def test_exact_lookup():
+    buf = StampedBuffer(4)
+    buf.add(5, 'a')
+    assert buf.exact(5) == 'a' and buf.exact(6) is None
+
+
+def test_stream_watch_states():
+    watch = StreamWatch(timeout=1.0, start=10.0)
+    assert watch.state(10.5) is StreamState.WAITING
+    assert watch.state(11.01) is StreamState.SILENT, 'never delivered and the timeout has passed'
+    watch.tick(11.5)
+    assert watch.state(12.0) is StreamState.OK and watch.count == 1
+    assert watch.state(12.5) is StreamState.OK, 'exactly the timeout is not yet silent'
+    assert watch.state(12.51) is StreamState.SILENT and watch.silent_for(12.51) == pytest.approx(1.01)
+    watch.tick(13.0)
+    assert watch.state(13.1) is StreamState.OK, 'the stream came back'
+
+
+def test_pairer_matches_nearest_within_max_time_diff():
+    p = ToFPairer(max_time_diff=0.02, capacity=5, timeout=1.0, start=0.0)
+    for i, t in enumerate((1000, 1033, 1066)):
+        p.add_depth(t * MS, f'tof{t}', now=0.1 * i)
+    m = p.match(1040 * MS, now=0.3)
+    assert m == Match(MatchStatus.MATCHED, 'tof1033', None, 1033 * MS, pytest.approx(0.007)), m
+    assert m.matched
+    m = p.match(1100 * MS, now=0.3)
+    assert m.status is MatchStatus.NO_MATCH and not m.matched
+    assert m.tof is None and m.tof_stamp == 1066 * MS and m.dt == pytest.approx(0.034), m
+
+
+def test_pairer_distinguishes_waiting_silent_and_no_match():
+    p = ToFPairer(max_time_diff=0.02, timeout=0.5, start=100.0)
+    assert p.match(0, now=100.2).status is MatchStatus.WAITING
+    assert p.match(0, now=100.6).status is MatchStatus.SILENT, 'no ToF ever, past the timeout'
+    p.add_depth(5_000 * MS, 'old', now=101.0)
+    assert p.match(9_000 * MS, now=101.2).status is MatchStatus.NO_MATCH, 'ToF flowing, stamps far apart'
+    assert p.match(9_000 * MS, now=101.6).status is MatchStatus.SILENT, 'ToF stopped arriving'
+    p.add_depth(9_010 * MS, 'new', now=101.7)
+    m = p.match(9_000 * MS, now=101.7)
+    assert m.status is MatchStatus.MATCHED and m.tof == 'new', 'ToF returned: matched again'
+    # A ToF within tolerance is used even when the stream has gone quiet since (it is the right data).
+    assert p.match(9_000 * MS, now=150.0).status is MatchStatus.MATCHED
+
+
+def test_confidence_must_carry_the_matched_tof_stamp():
+    p = ToFPairer(max_time_diff=0.05, use_confidence=True)
+    p.add_depth(1000 * MS, 'depth A', now=0.0)
+    p.add_depth(1033 * MS, 'depth B', now=0.0)
+    p.add_confidence(1000 * MS, 'conf A')
+    p.add_confidence(1034 * MS, 'conf near B')  # not B's stamp
+    m = p.match(1030 * MS, now=0.0)
+    assert m.status is MatchStatus.NO_CONFIDENCE and m.tof_stamp == 1033 * MS, m
+    m = p.match(1005 * MS, now=0.0)
+    assert (m.status, m.tof, m.confidence) == (MatchStatus.MATCHED, 'depth A', 'conf A'), m
+    p.add_confidence(1033 * MS, 'conf B')  # arrives after its depth
+    m = p.match(1030 * MS, now=0.0)
+    assert (m.tof, m.confidence) == ('depth B', 'conf B'), m
+
+
+def test_confidence_ignored_when_not_used():
+    p = ToFPairer(max_time_diff=0.05, use_confidence=False)
+    p.add_depth(0, 'depth', now=0.0)
+    p.add_confidence(0, 'conf')
+    m = p.match(0, now=0.0)
+    assert m.matched and m.confidence is None
+
+
+def test_configure_and_clear():
+    p = ToFPairer(max_time_diff=0.0, capacity=4)
+    for t in range(4):
+        p.add_depth(t * MS, t, now=0.0)
+    assert p.match(1 * MS, now=0.0).matched, 'max_time_diff 0: exact stamps match'
+    assert not p.match(1 * MS + 1, now=0.0).matched
+    p.configure(max_time_diff=0.01, capacity=2, use_confidence=True, timeout=3.0)
+    assert [s for s, _ in p.depth] == [2 * MS, 3 * MS] and p.watch.timeout == 3.0
+    p.clear()
+    assert len(p.depth) == 0 and p.match(0, now=0.0).status is MatchStatus.WAITING
