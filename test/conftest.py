@@ -18,12 +18,12 @@ for _var in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE'):
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ros_harness import RosGraph  # noqa: E402
-
 
 @pytest.fixture
 def ros_graph():
     """A fresh rclpy context with a background executor; torn down after the test."""
+    from ros_harness import RosGraph  # rclpy only where a test needs it (the GPU machine has none)
+
     graph = RosGraph()
     try:
         yield graph
