@@ -1,0 +1,64 @@
+"""The built-in evaluation data: synthetic splits generated on first use and cached on disk.
+
+The demo, the benchmark and the export's INT8 calibration use these, so a fresh machine needs no data
+download. Seeds are disjoint from the demo student's training data (random frames, seed 1) and held-out
+checks (seeds 1001, 2024):
+
+* ``heldout``: a driving sequence (one scene, the camera moving at 15 Hz), seed 7: the demo's replay and
+  the benchmark's default evaluation set;
+* ``calibration``: independent random frames, seed 4242: INT8 calibration images.
+
+Splits live in ``$RC_PERCEPTION_CACHE`` (default ``$XDG_CACHE_HOME/rc_perception``, i.e.
+``~/.cache/rc_perception``), one folder per (kind, seed, frames), written to a temporary folder first and
+renamed when complete, so an interrupted run never leaves a half split behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ['CALIBRATION_SEED', 'HELDOUT_SEED', 'cache_root', 'ensure_split']
+
+HELDOUT_SEED = 7
+CALIBRATION_SEED = 4242
+KINDS = ('heldout', 'calibration')
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get('RC_PERCEPTION_CACHE')
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return Path(base) / 'rc_perception'
+
+
+def ensure_split(kind: str, frames: int, seed: int | None = None, root: Path | None = None,
+                 progress: Callable[[int, float], None] | None = None) -> Path:
+    """Folder of the split (rc_perception.dataset layout), generated now if it is not cached yet.
+
+    Args:
+        kind: 'heldout' (a 15 Hz driving sequence) or 'calibration' (independent random frames).
+        frames: number of frames.
+        seed: split seed (default: HELDOUT_SEED or CALIBRATION_SEED).
+        root: cache folder (default: cache_root()).
+        progress: callable(frames_done, ms_per_frame) while generating.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    from rc_perception import scenes
+    seed = (HELDOUT_SEED if kind == 'heldout' else CALIBRATION_SEED) if seed is None else seed
+    root = root or cache_root()
+    folder = root / f'{kind}-seed{seed}-n{frames}'
+    if (folder / 'camera.yaml').is_file():
+        return folder
+    tmp = root / f'.{folder.name}.tmp{os.getpid()}'
+    shutil.rmtree(tmp, ignore_errors=True)
+    source = scenes.sequence_frames(seed, frames) if kind == 'heldout' else scenes.random_frames(seed, frames)
+    scenes.write_split(tmp, source, meta={'generator': 'rc_perception.scenes', 'kind': kind, 'seed': seed},
+                       progress=progress)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
