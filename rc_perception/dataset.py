@@ -141,8 +141,11 @@ def read_depth(path: str | Path) -> np.ndarray:
     raise DatasetError(f'{path}: depth must be 16-bit millimetres or float metres, got {raw.dtype}')
 
 
-def write_image(path: str | Path, image: np.ndarray) -> None:
-    """Save uint8 (H, W) / (H, W, 3) or uint16 (H, W) as PNG; anything else as .npy beside it."""
+def write_image(path: str | Path, image: np.ndarray, compress_level: int = 6) -> None:
+    """Save uint8 (H, W) / (H, W, 3) or uint16 (H, W) as PNG; anything else as .npy beside it.
+
+    ``compress_level`` is zlib's 0-9 for PNG (1 writes about 4x faster than the default 6, files ~10 %
+    larger)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == '.npy':
@@ -150,21 +153,21 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
         return
     from PIL import Image
     if image.dtype == np.uint16 and image.ndim == 2:
-        Image.fromarray(image).save(path)
+        Image.fromarray(image).save(path, compress_level=compress_level)
     elif image.dtype == np.uint8:
-        Image.fromarray(image).save(path)
+        Image.fromarray(image).save(path, compress_level=compress_level)
     else:
         raise DatasetError(f'{path}: PNG needs uint8 or uint16 data, got {image.dtype}; use a .npy path')
 
 
-def write_depth(path: str | Path, metres: np.ndarray) -> None:
+def write_depth(path: str | Path, metres: np.ndarray, compress_level: int = 6) -> None:
     """Save depth as a 16-bit PNG of millimetres (NaN -> 0) or, for a .npy path, float32 metres."""
     path = Path(path)
     if path.suffix.lower() == '.npy':
         write_image(path, metres.astype(np.float32))
         return
     mm = np.nan_to_num(metres.astype(np.float64) * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
-    write_image(path, np.clip(np.round(mm), 0, 65535).astype(np.uint16))
+    write_image(path, np.clip(np.round(mm), 0, 65535).astype(np.uint16), compress_level)
 
 
 def load_camera(root: str | Path) -> dict:

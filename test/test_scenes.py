@@ -1,0 +1,287 @@
+"""Synthetic scenes and the simulated ToF: determinism, invariants, each ToF failure mode, files on disk."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from rc_perception import dataset, scenes
+from rc_perception.camera import Intrinsics
+from rc_perception.labels import CLASS_NAMES
+from rc_perception.tof_sim import ToFConfig
+
+TOF = ToFConfig()
+INTR = Intrinsics(480.0, 480.0, 319.5, 239.5)
+FLOOR, WALL, BOX, CYLINDER = (CLASS_NAMES.index(n) for n in ('floor', 'wall', 'box', 'cylinder'))
+
+WHITE = scenes.Material('paint', (0.8, 0.8, 0.8), (0.8, 0.8, 0.8), scale=0.0, nir=0.8)
+GREY_FLOOR = scenes.Material('concrete', (0.4, 0.4, 0.4), nir=0.5)
+CEILING_MAT = scenes.Material('ceiling', (0.85, 0.85, 0.85), nir=0.8)
+DARK = scenes.Material('dark', (0.03, 0.03, 0.03), nir=0.01, specular=0.08)
+MATTE = scenes.Material('cardboard', (0.5, 0.34, 0.18), (0.5, 0.34, 0.18), scale=0.0, nir=0.55)
+METAL = scenes.Material('metal', (0.6, 0.6, 0.6), nir=0.3, specular=0.85)
+
+
+def corridor(*boxes: scenes.Box, length: float = 9.0) -> scenes.Scene:
+    """A 3 m wide corridor along +x with white walls; materials 0 floor, 1 walls, 2 ceiling, 3.. objects."""
+    return scenes.Scene(kind='corridor', bounds=(0.0, length, 0.0, 3.0), ceiling_height=2.5,
+                        materials=(GREY_FLOOR, WHITE, CEILING_MAT, DARK, MATTE, METAL), floor=0, ceiling=2,
+                        walls=(1, 1, 1, 1), boxes=boxes)
+
+
+def box_ahead(material: int, distance: float = 1.5, size: float = 0.6) -> scenes.Box:
+    return scenes.Box(0.5 + distance + size / 2, 1.5, 0.0, size, size, 0.6, 0.0, material)
+
+
+CAMERA = scenes.CameraPose(0.5, 1.5, 0.2, 0.0)   # looking down the corridor, level
+
+
+def frame_of(scene: scenes.Scene, seed: int = 0) -> scenes.SceneFrame:
+    return scenes.render(scene, CAMERA, INTR, seed=seed)
+
+
+def tof_metres(frame: scenes.SceneFrame) -> np.ndarray:
+    z = frame.tof_mm.astype(np.float32) / 1000.0
+    z[frame.tof_mm == 0] = np.nan
+    return z
+
+
+@pytest.fixture(scope='module')
+def mixed_frames() -> list[scenes.SceneFrame]:
+    return list(scenes.random_frames(seed=5, count=6)) + list(scenes.sequence_frames(seed=6, count=4))
+
+
+# ------------------------------------------------------------------------------------------ determinism
+
+def _assert_same(a: scenes.SceneFrame, b: scenes.SceneFrame) -> None:
+    for name in ('rgb', 'depth', 'labels', 'tof_mm', 'confidence'):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=f'{name} differs')
+    assert a.intrinsics == b.intrinsics and a.pose == b.pose
+
+
+def test_random_frames_are_deterministic_by_seed():
+    first = list(scenes.random_frames(seed=3, count=2))
+    again = list(scenes.random_frames(seed=3, count=2))
+    for a, b in zip(first, again, strict=True):
+        _assert_same(a, b)
+    # Frame i depends on (seed, i) alone, not on where the batch starts.
+    _assert_same(next(scenes.random_frames(seed=3, count=1, start=1)), first[1])
+    other = next(scenes.random_frames(seed=4, count=1))
+    assert not np.array_equal(other.rgb, first[0].rgb), 'seed 4 gave the same RGB as seed 3'
+    assert not np.array_equal(other.depth, first[0].depth), 'seed 4 gave the same depth as seed 3'
+
+
+def test_sequence_is_deterministic_and_smooth():
+    frames = list(scenes.sequence_frames(seed=8, count=6, rate_hz=15.0))
+    for a, b in zip(frames, scenes.sequence_frames(seed=8, count=6, rate_hz=15.0), strict=True):
+        _assert_same(a, b)
+    assert [f.stamp for f in frames] == pytest.approx([i / 15.0 for i in range(6)])
+    assert len({f.intrinsics for f in frames}) == 1, 'a sequence must keep its intrinsics'
+    for a, b in zip(frames, frames[1:], strict=False):
+        step = math.hypot(b.pose.x - a.pose.x, b.pose.y - a.pose.y)
+        turn = abs((b.pose.yaw - a.pose.yaw + math.pi) % (2 * math.pi) - math.pi)
+        assert 0.02 < step < 0.07, f'camera moved {step:.3f} m in one 15 Hz frame (expected 0.5-0.8 m/s)'
+        assert turn < math.radians(12), f'heading jumped {math.degrees(turn):.1f} deg between frames'
+    other = next(scenes.sequence_frames(seed=9, count=1))
+    assert not np.array_equal(other.depth, frames[0].depth)
+
+
+# ------------------------------------------------------------------------------------------ invariants
+
+def test_frame_contents_and_ground_truth(mixed_frames):
+    for f in mixed_frames:
+        assert f.rgb.shape == (480, 640, 3) and f.rgb.dtype == np.uint8
+        assert f.depth.shape == (480, 640) and f.depth.dtype == np.float32
+        assert f.labels.dtype == np.uint8 and f.tof_mm.dtype == np.uint16 and f.confidence.dtype == np.uint8
+        assert f.labels.max() < len(CLASS_NAMES), f'label {f.labels.max()} is not a class id'
+        assert np.all(np.isfinite(f.depth)) and f.depth.min() > 0.05, \
+            f'depth must be finite and positive everywhere indoors, got min {np.nanmin(f.depth)}'
+        assert f.depth.max() < 12.0, f'depth {f.depth.max():.2f} m beyond the scenes\' 10 m size'
+        assert 0.15 <= f.pose.z <= 0.3 and 460 <= f.intrinsics.fx <= 500
+        assert f.rgb.std() > 10, 'RGB looks flat'
+    labels = np.concatenate([f.labels.ravel() for f in mixed_frames])
+    present = {CLASS_NAMES[i] for i in np.unique(labels)}
+    assert {'floor', 'wall', 'box', 'cylinder'} <= present, f'classes seen in 10 frames: {present}'
+
+
+def test_tof_invariants(mixed_frames):
+    for f in mixed_frames:
+        valid = f.tof_mm > 0
+        assert f.tof_mm.max() <= TOF.max_range * 1000, f'valid ToF pixel at {f.tof_mm.max()} mm'
+        assert np.all(f.confidence[~valid] == 0), 'confidence must be 0 where the ToF is invalid'
+        assert np.all(f.confidence[valid] > 0), 'a valid ToF pixel has confidence 0'
+        beyond = f.depth > TOF.max_range * 1.05
+        flying = valid & beyond
+        assert flying.mean() < 0.002, 'pixels whose surface lies beyond the range must be invalid ' \
+            f'(except a few mixed edge pixels); {flying.sum()} are valid'
+
+
+def test_tof_accurate_where_confident_and_threshold_removes_most_bad_pixels(mixed_frames):
+    errors, conf = [], []
+    for f in mixed_frames:
+        valid = f.tof_mm > 0
+        errors.append(np.abs(tof_metres(f)[valid] - f.depth[valid]))
+        conf.append(f.confidence[valid])
+    errors, conf = np.concatenate(errors), np.concatenate(conf)
+    trusted = conf >= TOF.confidence_threshold
+    assert trusted.mean() > 0.5, f'only {trusted.mean():.0%} of valid pixels are confident'
+    assert np.median(errors[trusted]) < 0.015, f'median error {np.median(errors[trusted]):.3f} m'
+    assert np.percentile(errors[trusted], 95) < 0.06, f'95th pct {np.percentile(errors[trusted], 95):.3f} m'
+    bad = errors > 0.10
+    kept = (bad & trusted).sum() / max(bad.sum(), 1)
+    assert bad.sum() > 100, f'expected flying / noisy pixels in 10 frames, found {bad.sum()}'
+    assert 0.0 < kept < 0.5, f'thresholding at {TOF.confidence_threshold} kept {kept:.0%} of bad pixels ' \
+        '(expected most removed, not all)'
+    assert np.median(conf[bad]) < np.median(conf[~bad]), 'bad pixels should have lower confidence'
+
+
+# ------------------------------------------------------------------------------------------ failure modes
+
+def _box_pixels(scene: scenes.Scene) -> np.ndarray:
+    geo = scenes.render_geometry(scene, CAMERA, INTR, shading_inputs=False)
+    interior = geo.surface == 6
+    # Stay two pixels inside the silhouette: edges are the flying-pixel test's business.
+    for axis in (0, 1):
+        for shift in (-2, 2):
+            interior &= np.roll(geo.surface == 6, shift, axis=axis)
+    return interior
+
+
+@pytest.mark.parametrize(('material', 'expect_valid'), [(3, False), (4, True)])
+def test_dark_box_drops_out_and_matte_box_does_not(material, expect_valid):
+    scene = corridor(box_ahead(material))
+    f = frame_of(scene)
+    box = _box_pixels(scene)
+    assert box.sum() > 1000
+    share = (f.tof_mm[box] > 0).mean()
+    if expect_valid:
+        assert share > 0.95, f'matte box at 1.5 m: only {share:.0%} valid'
+    else:
+        assert share < 0.05, f'black box (NIR 1%) at 1.5 m: {share:.0%} valid, expected dropouts'
+
+
+def test_specular_box_has_dropouts():
+    scene = corridor(box_ahead(5, distance=1.0))
+    f = frame_of(scene)
+    box = _box_pixels(scene)
+    share = (f.tof_mm[box] == 0).mean()
+    assert share > 0.25, f'brushed metal box: only {share:.0%} dropouts'
+    assert (f.tof_mm[box] > 0).any(), 'a glossy box should not vanish completely at 1 m'
+
+
+def test_far_wall_beyond_max_range_is_invalid_and_near_wall_valid():
+    f = frame_of(corridor(length=9.0))
+    wall = f.labels == WALL
+    far = wall & (f.depth > TOF.max_range)
+    near = wall & (f.depth < 2.5)
+    assert far.sum() > 1000 and near.sum() > 1000
+    assert (f.tof_mm[far] == 0).all(), 'wall pixels beyond the maximum range must be invalid'
+    assert (f.tof_mm[near] > 0).mean() > 0.9, 'white wall within 2.5 m should be mostly valid'
+
+
+def test_grazing_floor_is_invalid():
+    f = frame_of(corridor())
+    floor = f.labels == FLOOR
+    # Level camera at 0.2 m: cos(incidence) on the floor = 0.2 / range.
+    rng = f.depth * np.sqrt(1 + ((np.arange(640) - INTR.cx) / INTR.fx) ** 2
+                            + ((np.arange(480)[:, None] - INTR.cy) / INTR.fy) ** 2)
+    grazing = floor & (CAMERA.z / rng < math.cos(math.radians(TOF.grazing_deg)) * 0.97)
+    steep = floor & (rng < 0.7)
+    assert grazing.sum() > 1000 and steep.sum() > 1000
+    assert (f.tof_mm[grazing] == 0).all(), 'floor seen beyond the grazing limit must be invalid'
+    assert (f.tof_mm[steep] > 0).mean() > 0.9, 'floor close to the car should be mostly valid'
+
+
+def test_flying_pixels_between_foreground_and_background():
+    box = box_ahead(4, distance=1.0, size=0.5)    # matte box 1 m ahead, side walls ~1.5 m, far wall 8.5 m
+    scene = corridor(box, length=4.0)             # far wall at 3.5 m: inside the range
+    f = frame_of(scene)
+    geo = scenes.render_geometry(scene, CAMERA, INTR, shading_inputs=False)
+    on_box = geo.surface == 6
+    edge = on_box ^ np.roll(on_box, 1, axis=1) | on_box ^ np.roll(on_box, -1, axis=1)
+    edge &= (f.depth > 0.9) & (np.abs(np.arange(480)[:, None] - 240) < 60)
+    tof = tof_metres(f)
+    near, far = 1.0, 3.0
+    mixed = edge & (tof > near + 0.15) & (tof < far - 0.3)
+    assert mixed.sum() >= 10, f'expected flying pixels at the box silhouette, found {mixed.sum()}'
+    inside = _box_pixels(scene)
+    assert np.median(f.confidence[mixed]) < np.median(f.confidence[inside]), \
+        'flying pixels should have lower confidence than the box interior'
+
+
+def test_noise_grows_with_distance():
+    spread = {}
+    for distance in (0.8, 3.0):
+        scene = corridor(box_ahead(4, distance=distance, size=0.8))
+        f = frame_of(scene, seed=3)
+        box = _box_pixels(scene) & (f.tof_mm > 0)
+        assert box.sum() > 300
+        spread[distance] = np.std(tof_metres(f)[box] - f.depth[box])
+    assert spread[3.0] > 3 * spread[0.8], \
+        f'noise at 3 m ({spread[3.0] * 1000:.1f} mm) vs 0.8 m ({spread[0.8] * 1000:.1f} mm)'
+
+
+def test_camera_outside_room_is_refused():
+    with pytest.raises(ValueError, match='outside the room'):
+        scenes.render_geometry(corridor(), scenes.CameraPose(-1.0, 1.0, 0.2, 0.0), INTR)
+
+
+# ------------------------------------------------------------------------------------------ training targets
+
+def test_training_targets_line_up_with_the_area_averaged_input():
+    rgb, depth, labels = scenes.training_sample(seed=2, index=0)
+    full = next(scenes.random_frames(seed=2, count=1, vary_intrinsics=True))
+    np.testing.assert_array_equal(rgb, full.rgb)
+    assert depth.shape == labels.shape == (240, 320)
+    blocks = full.depth.reshape(240, 2, 320, 2)
+    block_labels = full.labels.reshape(240, 2, 320, 2)
+    uniform = (block_labels == block_labels[:, :1, :, :1]).all(axis=(1, 3))
+    assert (labels[uniform] == block_labels[:, 0, :, 0][uniform]).mean() > 0.995
+    rel = np.abs(depth - blocks.mean(axis=(1, 3))) / depth
+    assert np.median(rel[uniform]) < 1e-3, 'low-res depth should be the centre of each 2x2 block'
+
+
+# ------------------------------------------------------------------------------------------ files
+
+def test_write_split_round_trips_through_dataset_readers(tmp_path):
+    frames = list(scenes.sequence_frames(seed=4, count=3))
+    summary = scenes.write_split(tmp_path, frames, meta={'seed': 4})
+    assert summary['frames'] == 3
+    found = dataset.frame_stems(tmp_path, ('rgb', 'depth', 'labels', 'tof', 'confidence'))
+    assert [fr.stem for fr in found] == ['000000', '000001', '000002']
+    cam = dataset.load_camera(tmp_path)
+    assert (cam['width'], cam['height']) == (640, 480) and cam['fx'] == pytest.approx(frames[0].intrinsics.fx)
+    assert cam['tof_max_range'] == TOF.max_range and cam['confidence_threshold'] == TOF.confidence_threshold
+    f, paths = frames[1], found[1].paths
+    np.testing.assert_array_equal(dataset.read_rgb(paths['rgb']), f.rgb)
+    np.testing.assert_allclose(dataset.read_depth(paths['depth']), f.depth, atol=6e-4)
+    np.testing.assert_array_equal(dataset.read_image(paths['labels']), f.labels)
+    tof = dataset.read_depth(paths['tof'])
+    np.testing.assert_array_equal(np.isnan(tof), f.tof_mm == 0)
+    np.testing.assert_array_equal(dataset.read_image(paths['confidence']), f.confidence)
+    with open(tmp_path / 'poses.csv') as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r['stem'] for r in rows] == ['000000', '000001', '000002']
+    assert float(rows[1]['stamp']) == pytest.approx(1 / 15, abs=1e-6)
+    q = np.array([float(rows[1][k]) for k in ('qx', 'qy', 'qz', 'qw')])
+    assert np.linalg.norm(q) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_quaternion_matches_rotation():
+    pose = scenes.CameraPose(1.0, 2.0, 0.2, yaw=0.7, pitch=0.05, roll=-0.03)
+    x, y, z, w = pose.quaternion()
+    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    np.testing.assert_allclose(rot, pose.rotation(), atol=1e-9)
+
+
+def test_cli_writes_a_split_and_rejects_bad_arguments(tmp_path, capsys):
+    assert scenes.main(['--out', str(tmp_path / 'seq'), '--frames', '2', '--seed', '1', '--sequence']) == 0
+    out = capsys.readouterr().out
+    assert 'ms/frame' in out and 'wrote 2 frames' in out
+    assert len(list((tmp_path / 'seq' / 'tof').glob('*.png'))) == 2
+    assert dataset.load_camera(tmp_path / 'seq')['mode'] == 'sequence'
+    assert scenes.main(['--out', str(tmp_path / 'x'), '--frames', '0']) == 2
+    assert '--frames must be >= 1' in capsys.readouterr().err
