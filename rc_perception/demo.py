@@ -1,0 +1,431 @@
+"""demo: the whole pipeline on built-in synthetic data, no robot needed, with a report you can judge.
+
+Steps (each says what it does; generated data and exported models are cached between runs):
+
+1. a held-out synthetic driving sequence (RGB, ground truth, simulated ToF + confidence) and a separate
+   set of INT8 calibration images (rc_perception.heldout);
+2. export of the committed demo checkpoint with export_trt: ONNX FP32 and INT8 Q/DQ calibrated on the
+   generated images (TensorRT engines too where TensorRT is installed);
+3. student_trt_node, depth_fusion_node and pointcloud_xyz_node, each its own process, with
+   config/perception.yaml (as the launch file starts them), fed over DDS by a replay at camera rate while
+   this process records what they publish;
+4. scoring against ground truth and the report in --output: report.md, metrics.json, panel PNGs.
+
+Exit code 0 when the pipeline ran and every check in the report passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rc_perception.resources import share_file
+
+__all__ = ['main']
+
+PANEL_FRAMES = 3
+
+
+def _say(text: str = '') -> None:
+    print(text, flush=True)
+
+
+def _step(n: int, text: str) -> None:
+    _say(f'\n[{n}/4] {text}')
+
+
+def _checkpoint_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def export_models(checkpoint: Path, calib_dir: Path, out: Path, precisions: str) -> Path:
+    """export_trt into a folder keyed by the checkpoint's hash; reused when its ONNX files exist."""
+    from student_trt import export
+    folder = out / f'exported-{checkpoint.stem}-{_checkpoint_hash(checkpoint)}-{calib_dir.name}'
+    wanted = [folder / f'{checkpoint.stem}_{p if p != "int8" else "int8_qdq"}.onnx'
+              for p in precisions.split(',')]
+    if all(p.is_file() for p in wanted):
+        _say(f'    reusing {folder} ({", ".join(p.name for p in wanted)})')
+        return folder
+    code = export.main(['--checkpoint', str(checkpoint), '--output-dir', str(folder),
+                        '--precision', precisions, '--calib-images', str(calib_dir)])
+    if code != 0:
+        raise RuntimeError(f'export_trt failed with exit code {code}')
+    return folder
+
+
+class Recorder:
+    """This process's node: replays the sequence and records the pipeline's outputs by stamp."""
+
+    def __init__(self, source, panel_stems: set[str]) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import Image, PointCloud2
+
+        from rc_perception import qos
+        from rc_perception.replay import Replayer
+
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node('rc_perception_demo', context=self.context)
+        self.lock = threading.Lock()
+        self.sent: dict[int, str] = {}            # stamp ns -> stem
+        self.outputs: dict[str, dict[str, np.ndarray]] = {}
+        self.cloud_latency_ms: dict[str, float] = {}
+        self.cloud_arrival: list[float] = []
+        self.panel_stems = panel_stems
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        for key, topic in (('student', 'student/depth'), ('segmentation', 'student/segmentation'),
+                           ('fused', 'perception/fused_depth'), ('source', 'perception/fused_depth/source')):
+            self.node.create_subscription(Image, topic, self._image_callback(key), qos.SENSOR_DATA)
+        self.node.create_subscription(PointCloud2, 'perception/fused_depth_points', self._on_cloud,
+                                      qos.SENSOR_DATA)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                      QoSProfile(depth=50))
+        self.replayer = Replayer(self.node, source, on_publish=self._on_publish)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
+
+    @staticmethod
+    def _ns(stamp) -> int:
+        return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+    def _on_publish(self, event, stamp) -> None:
+        with self.lock:
+            self.sent[self._ns(stamp)] = event.stem
+
+    def _stem(self, header) -> str | None:
+        with self.lock:
+            return self.sent.get(self._ns(header.stamp))
+
+    def _image_callback(self, key: str):
+        from rc_perception import codecs
+
+        def callback(msg) -> None:
+            stem = self._stem(msg.header)
+            if stem is None:
+                return
+            try:
+                arr = codecs.image_to_array(msg)
+            except ValueError:
+                return
+            with self.lock:
+                self.outputs.setdefault(stem, {})[key] = arr
+        return callback
+
+    def _on_cloud(self, msg) -> None:
+        from rc_perception import codecs
+        now_ns = time.time_ns()
+        stem = self._stem(msg.header)
+        if stem is None:
+            return
+        with self.lock:
+            self.cloud_latency_ms[stem] = (now_ns - self._ns(msg.header.stamp)) / 1e6
+            self.cloud_arrival.append(time.monotonic())
+            if stem in self.panel_stems:
+                self.outputs.setdefault(stem, {})['cloud'] = codecs.cloud_to_xyz(msg)
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            with self.lock:
+                self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def wait_for_pipeline(self, procs, timeout: float) -> None:
+        """Until every node subscribes to its input and advertises its output (or one of them exits)."""
+        needs = (('camera/rgb', 'subscriptions'), ('camera/depth', 'subscriptions'),
+                 ('camera/camera_info', 'subscriptions'), ('student/depth', 'publishers'),
+                 ('perception/fused_depth', 'publishers'), ('perception/fused_depth_points', 'publishers'))
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [t for t, kind in needs if (self.node.count_subscribers(t) if kind == 'subscriptions'
+                                                  else self.node.count_publishers(t)) == 0]
+            if not missing:
+                return
+            dead = procs.exited()
+            if dead:
+                name, code, tail = dead[0]
+                raise RuntimeError(f'{name} exited with code {code} during start-up:\n{tail}')
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the pipeline did not come up within {timeout:.0f} s (nothing on "
+                                   f"{', '.join(missing)}); see the node logs")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        import rclpy
+        self.replayer.stop()
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def _diag_value(diags: dict, node: str, key: str) -> float | None:
+    for name, values in diags.items():
+        if name.startswith(node) and key in values:
+            try:
+                return float(values[key])
+            except ValueError:
+                return None
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from depth_fusion.fusion import FusionConfig
+    from rc_perception import dataset
+    from rc_perception.demo_eval import FrameOutputs, score_frames
+    from rc_perception.demo_report import load_poses, write_metrics, write_panels, write_report
+    from rc_perception.fastdds import apply_large_message_profile
+    from rc_perception.heldout import cache_root, ensure_split
+    from rc_perception.pipeline import NodeProcesses, default_params_file, keep_discovery_local
+    from rc_perception.replay import DatasetSource
+    from student_trt.metadata import ModelSpec
+
+    started = time.monotonic()
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache) if args.cache else cache_root()
+    checkpoint = Path(args.checkpoint) if args.checkpoint else share_file('models', 'student_demo.pt')
+    params_file = Path(args.params_file) if args.params_file else default_params_file()
+    for path, what in ((checkpoint, 'checkpoint'), (params_file, 'params file')):
+        if not path.is_file():
+            raise RuntimeError(f'{what} {path} does not exist')
+
+    _step(1, f'Synthetic data: a {args.frames}-frame held-out driving sequence and {args.calib_frames} '
+             f'calibration images (cached in {cache})')
+
+    def progress(n: int, ms: float) -> None:
+        if n % 20 == 0:
+            _say(f'    generated {n} frames ({ms:.0f} ms/frame)')
+
+    heldout = ensure_split('heldout', args.frames, root=cache, progress=progress)
+    calib = ensure_split('calibration', args.calib_frames, root=cache, progress=progress)
+    _say(f'    held-out: {heldout}\n    calibration: {calib}')
+
+    _step(2, f'Export of {checkpoint.name} with export_trt (ONNX FP32 + INT8 Q/DQ; engines where TensorRT '
+             'is installed)')
+    exported = export_models(checkpoint, calib, cache, 'fp32,int8')
+    model = exported / f'{checkpoint.stem}_{"int8_qdq" if args.model == "int8" else "fp32"}.onnx'
+    engine = exported / f'{checkpoint.stem}_{args.model}.engine'
+    if args.backend in ('auto', 'tensorrt') and engine.is_file():
+        model = engine
+    _say(f'    the student node runs {model.name}')
+
+    _step(3, f'Pipeline over DDS: replay at {args.rate:g} Hz -> student_trt_node -> depth_fusion_node -> '
+             'pointcloud_xyz_node')
+    params = yaml.safe_load(params_file.read_text())
+    fusion_params = params['depth_fusion_node']['ros__parameters']
+    keep_discovery_local()
+    procs = NodeProcesses(params_file, {'student_trt_node': {'model_path': str(model.resolve()),
+                                                             'backend': args.backend}},
+                          log_dir=out / 'logs')
+    source = DatasetSource(heldout, rate=args.rate, preload=True)
+    stems = [f.stem for f in source.frames]
+    panel_stems = {stems[i] for i in np.linspace(len(stems) // 4, len(stems) - 1, PANEL_FRAMES).astype(int)}
+    # This process publishes 640x480 RGB and ToF images (> 512 KB): it needs the large-message profile too.
+    apply_large_message_profile()
+    recorder = Recorder(source, panel_stems)
+    procs.start()
+    codes: dict[str, int] = {}
+    try:
+        t0 = time.monotonic()
+        recorder.wait_for_pipeline(procs, timeout=args.startup_timeout)
+        _say(f'    nodes up in {time.monotonic() - t0:.1f} s (logs in {out / "logs"})')
+        replay_start = time.monotonic()
+        recorder.replayer.start()
+        last = 0.0
+        while not recorder.replayer.done.is_set():
+            time.sleep(0.1)
+            if time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                with recorder.lock:
+                    n_out = sum(1 for o in recorder.outputs.values() if 'student' in o)
+                    n_cloud = len(recorder.cloud_latency_ms)
+                _say(f'    sent {recorder.replayer.published.count:3d}/{len(source)} frames | student out '
+                     f'{n_out:3d} | clouds {n_cloud:3d}')
+            dead = procs.exited()
+            if dead:
+                raise RuntimeError(f'{dead[0][0]} exited with code {dead[0][1]}:\n{dead[0][2]}')
+        replay_seconds = time.monotonic() - replay_start
+        # Let the last frames through the pipeline: wait until no cloud came for a second.
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            with recorder.lock:
+                arrivals = list(recorder.cloud_arrival)
+            if not arrivals or time.monotonic() - arrivals[-1] > 1.0:
+                break
+            time.sleep(0.1)
+        time.sleep(1.2)  # one more /diagnostics period, for the final counts
+    finally:
+        codes = procs.stop()
+        recorder.close()
+
+    _step(4, f'Scoring against ground truth and writing the report to {out}')
+    spec = ModelSpec.from_metadata(_onnx_metadata(model.with_suffix('.onnx') if model.suffix != '.onnx'
+                                                  else model))
+    config = FusionConfig.from_values(_Namespace(fusion_params))
+    frames = []
+    with recorder.lock:
+        outputs = dict(recorder.outputs)
+    for frame in source.frames:
+        got = outputs.get(frame.stem, {})
+        conf_path = Path(heldout) / 'confidence' / f'{frame.stem}.png'
+        frames.append(FrameOutputs(
+            stem=frame.stem,
+            gt_depth=dataset.read_depth(Path(heldout) / 'depth' / f'{frame.stem}.png'),
+            gt_labels=dataset.read_image(Path(heldout) / 'labels' / f'{frame.stem}.png'),
+            tof_mm=dataset.read_image(frame.paths['tof']),
+            confidence=dataset.read_image(conf_path) if conf_path.is_file() else None,
+            student=got.get('student'), segmentation=got.get('segmentation'),
+            fused=got.get('fused'), source=got.get('source')))
+    scores = score_frames(frames, config, fusion_params.get('use_confidence', True), spec.num_classes)
+    m = scores.summary()
+    latencies = np.array(list(recorder.cloud_latency_ms.values()))
+    frames_in = recorder.replayer.published.count
+    frames_out = len(recorder.cloud_latency_ms)
+    m.update({
+        'frames_in': frames_in,
+        'frames_out': frames_out,
+        'dropped': frames_in - frames_out,
+        'fps': frames_out / replay_seconds if replay_seconds > 0 else float('nan'),
+        'latency_ms_p50': float(np.percentile(latencies, 50)) if latencies.size else float('nan'),
+        'latency_ms_p99': float(np.percentile(latencies, 99)) if latencies.size else float('nan'),
+        'student_dropped_stale': _diag_value(recorder.diagnostics, 'student_trt_node', 'dropped stale'),
+        'student_inference_ms_p50': _diag_value(recorder.diagnostics, 'student_trt_node',
+                                                'inference p50 (ms)'),
+        'student_inference_ms_p99': _diag_value(recorder.diagnostics, 'student_trt_node',
+                                                'inference p99 (ms)'),
+        'node_exit_codes': codes,
+        'replay_rate_hz': args.rate,
+        'model': model.name,
+        'precision': spec.precision,
+        'seconds_total': time.monotonic() - started,
+    })
+    checks = _checks(m, codes)
+    m['checks'] = {name: ok for name, ok, _ in checks}
+    write_metrics(out / 'metrics.json', m)
+
+    poses = load_poses(heldout)
+    rows = []
+    for f in frames:
+        if f.stem not in panel_stems:
+            continue
+        got = outputs.get(f.stem, {})
+        tof_m = f.tof_mm.astype(np.float32) * np.float32(0.001)
+        tof_m[f.tof_mm == 0] = np.nan
+        rows.append({'stem': f.stem, 'rgb': dataset.read_rgb(Path(heldout) / 'rgb' / f'{f.stem}.png'),
+                     'student': f.student, 'tof_m': tof_m, 'confidence': f.confidence, 'fused': f.fused,
+                     'source': f.source, 'segmentation': f.segmentation, 'cloud': got.get('cloud'),
+                     'pose': poses.get(f.stem)})
+    panels = write_panels(out, rows, spec.num_classes)
+    setup = {
+        'held-out sequence': f'{heldout} ({args.frames} frames)',
+        'model': f'{model} ({spec.precision}; calibration: {spec.calibration or "n/a"})',
+        'student backend': args.backend,
+        'params file': str(params_file),
+        'fusion': f"mode {fusion_params['mode']}, confidence >= {fusion_params['confidence_threshold']}, "
+                  f"ToF range {fusion_params['range_min']}-{fusion_params['range_max']} m",
+        'replay rate': f'{args.rate:g} Hz',
+        'total time': f"{m['seconds_total']:.0f} s",
+    }
+    write_report(out / 'report.md', m, checks, setup, spec.class_names, panels)
+    _say('')
+    for name, ok, detail in checks:
+        _say(f'    {"PASS" if ok else "FAIL"}  {name}: {detail}')
+    _say(f"\n    RMSE student {m['rmse_student']:.3f} m, ToF {m['rmse_tof']:.3f} m, "
+         f"fused {m['rmse_fused']:.3f} m; coverage student {100 * m['coverage_student']:.1f} %, "
+         f"ToF {100 * m['coverage_tof']:.1f} %, fused {100 * m['coverage_fused']:.1f} %; "
+         f"mIoU {m['miou']:.3f}")
+    _say(f"    {frames_out}/{frames_in} frames reached the point cloud at {m['fps']:.1f} fps, "
+         f"latency p50 {m['latency_ms_p50']:.0f} ms, p99 {m['latency_ms_p99']:.0f} ms")
+    _say(f'\nReport: {out / "report.md"}  (metrics.json, {len(panels)} panels, logs/) '
+         f'in {m["seconds_total"]:.0f} s')
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+class _Namespace:
+    def __init__(self, values: dict) -> None:
+        self.__dict__.update(values)
+
+
+def _onnx_metadata(path: Path) -> dict[str, str]:
+    import onnx
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _checks(m: dict, codes: dict[str, int]) -> list[tuple[str, bool, str]]:
+    cov = (m['coverage_student'], m['coverage_tof'], m['coverage_fused'])
+    return [
+        ('every node exited cleanly', all(c == 0 for c in codes.values()),
+         ', '.join(f'{k} {v}' for k, v in codes.items())),
+        ('frames reached the point cloud', m['frames_out'] > 0 and m['frames_scored'] > 0,
+         f"{m['frames_out']} of {m['frames_in']} clouds, {m['frames_scored']} frames scored"),
+        ('fused coverage >= student and ToF coverage', cov[2] >= max(cov[0], cov[1]),
+         f'fused {100 * cov[2]:.2f} %, student {100 * cov[0]:.2f} %, ToF {100 * cov[1]:.2f} %'),
+        ('fused RMSE below the student alone', m['rmse_fused'] < m['rmse_student'],
+         f"fused {m['rmse_fused']:.3f} m < student {m['rmse_student']:.3f} m"),
+        ('fused equals the ToF where the ToF is valid and confident', m['tof_pixels_replaced'] == 0,
+         f"{m['tof_pixels_replaced']} of {m['tof_valid_pixels']:,} ToF pixels differ"),
+        ('no pixel published as 0.0 for "invalid"', m['fused_zero_pixels'] == 0,
+         f"{m['fused_zero_pixels']} zero pixels"),
+        ('source map matches the values', m['source_map_mismatches'] == 0,
+         f"{m['source_map_mismatches']} mismatching pixels"),
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    summary, _, details = __doc__.partition('\n\n')
+    parser = argparse.ArgumentParser(prog='demo', description=summary, epilog=details,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--output', default='demo_output', help='report folder (default demo_output)')
+    parser.add_argument('--frames', type=int, default=90, help='held-out frames to replay (default 90)')
+    parser.add_argument('--rate', type=float, default=15.0, help='replay rate in Hz (default 15, the '
+                        "sequence's own)")
+    parser.add_argument('--calib-frames', type=int, default=48, help='INT8 calibration images (default 48)')
+    parser.add_argument('--model', choices=('fp32', 'int8'), default='fp32',
+                        help='which export the student node runs (default fp32; INT8 Q/DQ is meant for '
+                             'TensorRT and runs slower than FP32 in ONNX Runtime on a CPU)')
+    parser.add_argument('--backend', choices=('auto', 'onnxruntime', 'tensorrt'), default='auto',
+                        help='student backend (default auto)')
+    parser.add_argument('--checkpoint',
+                        help='student checkpoint (default: the installed models/student_demo.pt)')
+    parser.add_argument('--params-file',
+                        help='node parameters (default: the installed config/perception.yaml)')
+    parser.add_argument('--cache', help='folder for generated data and exports (default: '
+                        '$RC_PERCEPTION_CACHE or ~/.cache/rc_perception)')
+    parser.add_argument('--startup-timeout', type=float, default=60.0,
+                        help='seconds for the nodes to come up (default 60)')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; see the module docstring."""
+    args = build_parser().parse_args(argv)
+    if args.frames < 2 or args.rate <= 0 or args.calib_frames < 1:
+        print('demo: --frames must be >= 2, --calib-frames >= 1 and --rate > 0', file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f'demo: {exc}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('demo: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

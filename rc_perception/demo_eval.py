@@ -1,0 +1,108 @@
+"""Scoring what the pipeline published against the synthetic ground truth (pure numpy; no ROS).
+
+Everything is compared on the pipeline's output grid (the student's, e.g. 320x240). Full-resolution
+images (ground truth, ToF, confidence) are brought to it with the fusion node's own nearest-neighbour
+resampling, so a ToF pixel that fusion used is compared against the same ground-truth pixel here.
+
+Per source, over the pixels that have ground truth:
+
+* ``student``: the student's depth, where finite;
+* ``tof``: the ToF where fusion deems it valid (range, and confidence when ``use_confidence``);
+* ``fused``: the published fused depth, where finite.
+
+RMSE / AbsRel / delta<1.25 are over the pixels where that source gives a value; coverage is the share of
+ground-truth pixels where it does. Also checked, per the fusion rule: where the ToF is valid, the fused
+value equals the ToF value exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from depth_fusion.fusion import FusionConfig, resample_nearest, tof_valid
+from rc_perception.metrics import ConfusionMatrix, DepthErrors
+
+__all__ = ['FrameOutputs', 'Scores', 'score_frames']
+
+SOURCES = ('student', 'tof', 'fused')
+
+
+@dataclass
+class FrameOutputs:
+    """One frame: ground truth and ToF inputs (full size) and what the pipeline published for it."""
+
+    stem: str
+    gt_depth: np.ndarray
+    gt_labels: np.ndarray
+    tof_mm: np.ndarray
+    confidence: np.ndarray | None
+    student: np.ndarray | None = None
+    segmentation: np.ndarray | None = None
+    fused: np.ndarray | None = None
+    source: np.ndarray | None = None
+
+
+@dataclass
+class Scores:
+    depth: dict[str, DepthErrors] = field(default_factory=lambda: {s: DepthErrors() for s in SOURCES})
+    confusion: ConfusionMatrix | None = None
+    frames_scored: int = 0
+    #: ToF-valid pixels where the fused value differs from the ToF value (must be 0).
+    tof_replaced: int = 0
+    tof_valid_pixels: int = 0
+    #: Pixels published as exactly 0.0 (must be 0: invalid is NaN).
+    fused_zeros: int = 0
+    #: Pixels whose source-map entry disagrees with where the value came from.
+    source_mismatch: int = 0
+
+    def summary(self) -> dict:
+        out = {'frames_scored': self.frames_scored}
+        for name, acc in self.depth.items():
+            out[f'rmse_{name}'] = acc.rmse
+            out[f'absrel_{name}'] = acc.absrel
+            out[f'delta1_{name}'] = acc.delta1_ratio
+            out[f'coverage_{name}'] = acc.coverage
+            out[f'pixels_{name}'] = acc.count
+        if self.confusion is not None:
+            out['miou'] = self.confusion.miou()
+            out['pixel_accuracy'] = self.confusion.pixel_accuracy()
+            out['iou_per_class'] = [None if np.isnan(v) else float(v) for v in self.confusion.iou()]
+        out['tof_valid_pixels'] = self.tof_valid_pixels
+        out['tof_pixels_replaced'] = self.tof_replaced
+        out['fused_zero_pixels'] = self.fused_zeros
+        out['source_map_mismatches'] = self.source_mismatch
+        return out
+
+
+def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidence: bool,
+                 num_classes: int) -> Scores:
+    """Accumulate the scores of every frame for which both the student and the fused depth arrived."""
+    scores = Scores(confusion=ConfusionMatrix(num_classes))
+    for f in frames:
+        if f.student is None or f.fused is None:
+            continue
+        grid = f.fused.shape
+        gt = resample_nearest(f.gt_depth, grid, 'ground truth')
+        tof_mm = resample_nearest(f.tof_mm, grid, 'ToF')
+        conf = resample_nearest(f.confidence, grid, 'confidence') if (use_confidence and
+                                                                      f.confidence is not None) else None
+        valid = tof_valid(tof_mm, '16UC1', config.range_min, config.range_max, conf,
+                          config.confidence_threshold)
+        tof_m = tof_mm.astype(np.float32) * np.float32(0.001)
+        tof_pred = np.where(valid, tof_m, np.float32(np.nan))
+        scores.depth['student'].add(f.student, gt)
+        scores.depth['tof'].add(tof_pred, gt)
+        scores.depth['fused'].add(f.fused, gt)
+        scores.tof_valid_pixels += int(valid.sum())
+        scores.tof_replaced += int(np.sum(f.fused[valid] != tof_m[valid]))
+        scores.fused_zeros += int(np.sum(f.fused == 0.0))
+        if f.source is not None:
+            expected = np.where(valid, 1, np.where(np.isfinite(f.fused), 2, 0))
+            scores.source_mismatch += int(np.sum(f.source != expected))
+        if f.segmentation is not None:
+            labels = resample_nearest(f.gt_labels, f.segmentation.shape, 'labels')
+            scores.confusion.add(f.segmentation, labels)
+        scores.frames_scored += 1
+    return scores
