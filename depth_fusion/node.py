@@ -157,10 +157,10 @@ class DepthFusionNode(Node):
         self._last_tof_only = -1
 
         def sub(topic, callback):
-            return self.create_subscription(Image, topic, callback, qos.SENSOR_DATA,
+            return self.create_subscription(Image, topic, callback, qos.sensor_data(),
                                             qos_overriding_options=qos.overridable())
 
-        self._fused_pub = self.create_publisher(Image, FUSED_TOPIC, qos.SENSOR_DATA,
+        self._fused_pub = self.create_publisher(Image, FUSED_TOPIC, qos.sensor_data(),
                                                 qos_overriding_options=qos.overridable())
         self._source_pub = None
         if p.publish_source_map:
@@ -218,7 +218,7 @@ class DepthFusionNode(Node):
                                    f'beta {cal.beta:g}')
 
     def _make_source_pub(self) -> None:
-        self._source_pub = self.create_publisher(Image, SOURCE_TOPIC, qos.SENSOR_DATA,
+        self._source_pub = self.create_publisher(Image, SOURCE_TOPIC, qos.sensor_data(),
                                                  qos_overriding_options=qos.overridable())
 
     # ------------------------------------------------------------------------------------------ input

@@ -61,11 +61,11 @@ class PointCloudXyzNode(Node):
         self.bad_input = BadInput(self)
         self.frames_in = RateMeter()
         self.clouds_out = RateMeter()
-        self._pub = self.create_publisher(PointCloud2, CLOUD_TOPIC, qos.SENSOR_DATA,
+        self._pub = self.create_publisher(PointCloud2, CLOUD_TOPIC, qos.sensor_data(),
                                           qos_overriding_options=qos.overridable())
-        info_sub = self.create_subscription(CameraInfo, INFO_TOPIC, self._on_info, qos.SENSOR_DATA,
+        info_sub = self.create_subscription(CameraInfo, INFO_TOPIC, self._on_info, qos.sensor_data(),
                                             qos_overriding_options=qos.overridable())
-        depth_sub = self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, qos.SENSOR_DATA,
+        depth_sub = self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, qos.sensor_data(),
                                              qos_overriding_options=qos.overridable())
         self._depth_topic, self._info_topic = depth_sub.topic_name, info_sub.topic_name
         self.diagnostics = Diagnostics(self, 'point cloud', self._diagnostics,

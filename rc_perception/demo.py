@@ -87,9 +87,9 @@ class Recorder:
         self.diagnostics: dict[str, dict[str, str]] = {}
         for key, topic in (('student', 'student/depth'), ('segmentation', 'student/segmentation'),
                            ('fused', 'perception/fused_depth'), ('source', 'perception/fused_depth/source')):
-            self.node.create_subscription(Image, topic, self._image_callback(key), qos.SENSOR_DATA)
+            self.node.create_subscription(Image, topic, self._image_callback(key), qos.sensor_data())
         self.node.create_subscription(PointCloud2, 'perception/fused_depth_points', self._on_cloud,
-                                      qos.SENSOR_DATA)
+                                      qos.sensor_data())
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
                                       QoSProfile(depth=50))
         self.replayer = Replayer(self.node, source, on_publish=self._on_publish)

@@ -106,7 +106,7 @@ class Diagnostics:
         self._node = node
         self._name = f'{node.get_name()}: {name}'
         self._collect = collect
-        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', qos.DIAGNOSTICS)
+        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', qos.diagnostics())
         self._timer = node.create_timer(period, self.publish)
         self.last_level = OK
 

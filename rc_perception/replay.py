@@ -210,7 +210,7 @@ class Replayer:
         self.restamp = restamp
         self.loop = loop
         self.on_publish = on_publish
-        self.publishers = {stream: node.create_publisher(MSG_TYPES[stream], topic, qos.SENSOR_DATA,
+        self.publishers = {stream: node.create_publisher(MSG_TYPES[stream], topic, qos.sensor_data(),
                                                          qos_overriding_options=qos.overridable())
                            for stream, topic in TOPICS.items()}
         self.published = RateMeter()

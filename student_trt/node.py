@@ -163,12 +163,13 @@ class StudentTrtNode(Node):
         self._frame_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
         opts = qos.overridable()
-        self._depth_pub = self.create_publisher(Image, DEPTH_TOPIC, qos.SENSOR_DATA,
+        self._depth_pub = self.create_publisher(Image, DEPTH_TOPIC, qos.sensor_data(),
                                                 qos_overriding_options=opts)
-        self._seg_pub = self.create_publisher(Image, SEG_TOPIC, qos.SENSOR_DATA, qos_overriding_options=opts)
-        self._color_pub = self.create_publisher(Image, COLOR_TOPIC, qos.SENSOR_DATA,
+        self._seg_pub = self.create_publisher(Image, SEG_TOPIC, qos.sensor_data(),
+                                              qos_overriding_options=opts)
+        self._color_pub = self.create_publisher(Image, COLOR_TOPIC, qos.sensor_data(),
                                                 qos_overriding_options=opts)
-        sub = self.create_subscription(Image, IMAGE_TOPIC, self._on_image, qos.SENSOR_DATA,
+        sub = self.create_subscription(Image, IMAGE_TOPIC, self._on_image, qos.sensor_data(),
                                        qos_overriding_options=opts)
         self._image_topic = sub.topic_name
         self.diagnostics = Diagnostics(self, 'student inference', self._diagnostics,

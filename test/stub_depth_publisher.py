@@ -22,8 +22,8 @@ def main() -> None:
     apply_large_message_profile()  # as the package's own publishers do
     rclpy.init()
     node = Node('stub_depth_publisher')
-    depth_pub = node.create_publisher(Image, 'perception/fused_depth', qos.SENSOR_DATA)
-    info_pub = node.create_publisher(CameraInfo, 'camera/camera_info', qos.SENSOR_DATA)
+    depth_pub = node.create_publisher(Image, 'perception/fused_depth', qos.sensor_data())
+    info_pub = node.create_publisher(CameraInfo, 'camera/camera_info', qos.sensor_data())
     deadline = time.monotonic() + 30.0
     while depth_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -31,16 +31,20 @@ def main() -> None:
     info.k = [0.8 * width, 0.0, width / 2 - 0.5, 0.0, 0.8 * width, height / 2 - 0.5, 0.0, 0.0, 1.0]
     depth = np.random.default_rng(0).uniform(0.3, 6.0, (height, width)).astype(np.float32)
     start = time.monotonic()
-    for i in range(frames):
-        header = Header(frame_id='camera_optical')
-        header.stamp = node.get_clock().now().to_msg()
-        info.header = header
-        info_pub.publish(info)
-        depth_pub.publish(codecs.array_to_image(depth, '32FC1', header))
-        time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
-    print(f'published {frames} frames', flush=True)
-    node.destroy_node()
-    rclpy.try_shutdown()
+    try:
+        for i in range(frames):
+            header = Header(frame_id='camera_optical')
+            header.stamp = node.get_clock().now().to_msg()
+            info.header = header
+            info_pub.publish(info)
+            depth_pub.publish(codecs.array_to_image(depth, '32FC1', header))
+            time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+        print(f'published {frames} frames', flush=True)
+    except KeyboardInterrupt:
+        pass  # stopped early (SIGINT from launch), a clean exit
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
 
 
 if __name__ == '__main__':

@@ -159,3 +159,20 @@ def test_diagnostics_report_counts(pipeline):
     msgs = diags.wait_for(1, timeout=5.0, predicate=has_counts)
     status = msgs[-1].status[0]
     assert status.name == 'pointcloud_xyz_node: point cloud'
+
+
+def test_a_qos_override_changes_only_its_own_topic(ros_graph):
+    """rclpy writes overrides into the profile it is given: each entity must get a profile of its own."""
+    from rclpy.qos import ReliabilityPolicy
+    override = Parameter('qos_overrides./perception/fused_depth_points.publisher.reliability',
+                         value='reliable')
+    node = ros_graph.add(PointCloudXyzNode, parameter_overrides=[override])
+    reliability = {
+        'cloud publisher': node.get_publishers_info_by_topic('/perception/fused_depth_points'),
+        'depth subscription': node.get_subscriptions_info_by_topic('/perception/fused_depth'),
+        'camera info subscription': node.get_subscriptions_info_by_topic('/camera/camera_info'),
+    }
+    got = {k: [i.qos_profile.reliability for i in v] for k, v in reliability.items()}
+    assert got == {'cloud publisher': [ReliabilityPolicy.RELIABLE],
+                   'depth subscription': [ReliabilityPolicy.BEST_EFFORT],
+                   'camera info subscription': [ReliabilityPolicy.BEST_EFFORT]}, got

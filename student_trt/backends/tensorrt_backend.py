@@ -396,6 +396,40 @@ class TensorRTBackend(Backend):
             raise BackendError(f'{self.model_path}: {exc}') from exc
         return ModelOutputs(self._buffers[spec.depth_output].host, self._buffers[spec.seg_output].host)
 
+    # ------------------------------------------------------------------------------------- benchmark
+
+    @property
+    def device_memory_size(self) -> int | None:
+        """Bytes of device memory an execution context of this engine needs (activations and scratch;
+        weights not included): ``device_memory_size_v2`` (TensorRT >= 10.1) or ``device_memory_size``;
+        None when the engine exposes neither."""
+        for name in ('device_memory_size_v2', 'device_memory_size'):
+            value = getattr(self._engine, name, None)
+            if value is not None:
+                return int(value)
+        return None
+
+    def execute_only(self) -> None:
+        """Run the engine once on what its device input buffer holds, with no host <-> device copies (one
+        ``execute_async_v3`` and a stream synchronize): the benchmark's compute-only timing. Call ``infer``
+        first so that the device input holds a real frame.
+
+        Raises:
+            BackendError: the backend is closed or the runtime failed.
+        """
+        if self._context is None:
+            raise BackendError(f'{self.model_path}: the TensorRT backend is closed')
+        thread = threading.get_ident()
+        if thread not in self._threads:
+            cuda_buffers.set_device(self._device.index)
+            self._threads.add(thread)
+        try:
+            if not self._context.execute_async_v3(self._stream.ptr):
+                raise BackendError(f'{self.model_path}: execute_async_v3 failed (see the TensorRT messages)')
+            self._stream.synchronize()
+        except cuda_buffers.CudaError as exc:
+            raise BackendError(f'{self.model_path}: {exc}') from exc
+
     def close(self) -> None:
         graph, self._graph = self._graph, None
         buffers, self._buffers = self._buffers, {}
