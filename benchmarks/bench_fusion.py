@@ -9,7 +9,9 @@ same size: the memory-bound floor) measured in the same run, and the ratio to it
   speckle f32 with salt-and-pepper ToF dropouts (50%): the worst case for masked copies
 The frames are synthetic but shaped like real ones: smooth depth, coherent ToF holes (beyond range, dark
 patches), 1% scattered dropouts, an affine error on the student. ``naive`` is the straightforward numpy
-version of gated fusion (to_metres + np.where, fresh arrays every frame) for comparison.
+version of gated fusion (to_metres + np.where, fresh arrays every frame) for comparison. A second table
+times the ToF / student selection alone (whole 480x640 frame): the bit-pattern blend against
+np.copyto(where=) and np.where, on the f32 and speckle masks.
 
 Prints a table (median and p90 milliseconds per frame) and, as the last line, a JSON object.
 Usage: python benchmarks/bench_fusion.py [--iterations N]
@@ -24,7 +26,7 @@ import time
 
 import numpy as np
 
-from depth_fusion.fusion import MODES, Fuser, FusionConfig, tof_valid
+from depth_fusion.fusion import MODES, Fuser, FusionConfig, _blend, tof_valid
 from rc_perception.depth import to_metres
 
 SIZES = ((240, 320), (480, 640))
@@ -69,6 +71,20 @@ def timeit(fn, iterations: int) -> dict:
             'p90_ms': round(float(np.percentile(times, 90)), 4)}
 
 
+def selection_times(student, tof_m, mask, iterations: int) -> dict:
+    """``tof_m where mask else student`` three ways, whole frame."""
+    out = np.empty_like(student)
+    diff = np.empty(student.shape, np.uint32)
+
+    def masked_copy():
+        np.copyto(out, student)
+        np.copyto(out, tof_m, where=mask)
+
+    return {'blend': timeit(lambda: _blend(out, student, tof_m, mask, diff), iterations),
+            'copyto_where': timeit(masked_copy, iterations),
+            'np_where': timeit(lambda: np.where(mask, tof_m, student), iterations)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--iterations', type=int, default=300)
@@ -111,6 +127,18 @@ def main() -> None:
                 results[key][layout][name] = r
                 print(f"{key:>8} {layout:>8} {name:>22} {r['median_ms']:>10.3f} {r['p90_ms']:>8.3f}"
                       f" {r['x_copy']:>7.1f}")
+    # The ToF / student selection alone, whole frame, on each layout's real mask: the branch-free bit blend
+    # that Fuser uses against numpy's masked copies, whose cost follows the mask's pattern.
+    print(f"{'selection 480x640':>26} {'blend':>8} {'copyto(where)':>14} {'np.where':>9}  (median ms)")
+    selection = {}
+    for layout in ('f32', 'speckle'):
+        student, tof, enc, conf = frames(480, 640, layout)
+        mask = tof_valid(tof, enc, base['range_min'], base['range_max'], conf, base['confidence_threshold'])
+        row = selection_times(student, to_metres(tof, enc), mask, args.iterations)
+        selection[layout] = row
+        print(f"{layout:>26} {row['blend']['median_ms']:>8.3f} {row['copyto_where']['median_ms']:>14.3f} "
+              f"{row['np_where']['median_ms']:>9.3f}")
+    results['selection_480x640'] = selection
     # online_affine: the fit on fit_sample_size sampled positions against the fit on every pixel.
     student, tof, enc, conf = frames(480, 640, 'mm')
     sample = {}

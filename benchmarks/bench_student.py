@@ -33,24 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+from student_trt.benchmark import latency_stats, timed
+
 CAMERA = (480, 640)
 
 
 def stats(samples_ms: list[float]) -> dict:
-    arr = np.asarray(samples_ms, np.float64)
-    return {'mean_ms': round(float(arr.mean()), 3), 'p50_ms': round(float(np.percentile(arr, 50)), 3),
-            'p99_ms': round(float(np.percentile(arr, 99)), 3)}
-
-
-def timed(fn, warmup: int, iterations: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
+    """Mean, p50 and p99 (ms): ``student_trt.benchmark.latency_stats`` without the raw samples."""
+    full = latency_stats(samples_ms)
+    return {key: full[key] for key in ('mean_ms', 'p50_ms', 'p99_ms')}
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -166,7 +157,9 @@ def bench_node(path: Path, args, pipeline_ms: float) -> dict:
             if delay > 0:
                 time.sleep(delay)
         end = time.monotonic()
-        time.sleep(0.5)  # let the last frame through before reading the counts
+        deadline = end + 10
+        while node.counts()['pending'] and time.monotonic() < deadline:
+            time.sleep(0.01)  # the frame in hand finishes before the counts are read
         counts = node.counts()
         lat = node.latencies_ms()
         window = [t for t in outputs if start <= t <= end]

@@ -98,13 +98,18 @@ def dataset_pairs(root: Path, use_confidence: bool | None, tally: Tally) -> Iter
 
 # ----------------------------------------------------------------------------------------------- bag
 
-def bag_dir(path: Path) -> Path:
+def _bag_folder(path: Path) -> Path | None:
     """The rosbag2 folder of ``path`` (the folder itself or the folder of a .mcap / .db3 file in it)."""
-    if path.is_dir() and (path / 'metadata.yaml').is_file():
-        return path
-    if path.is_file() and (path.parent / 'metadata.yaml').is_file():
-        return path.parent
-    raise CalibrateError(f'{path} is not a rosbag2 recording (no metadata.yaml beside it)')
+    folder = path if path.is_dir() else path.parent
+    return folder if (folder / 'metadata.yaml').is_file() else None
+
+
+def bag_dir(path: Path) -> Path:
+    """``_bag_folder``, or CalibrateError when ``path`` is not in a rosbag2 recording."""
+    folder = _bag_folder(path)
+    if folder is None:
+        raise CalibrateError(f'{path} is not a rosbag2 recording (no metadata.yaml beside it)')
+    return folder
 
 
 def _image_array(msg) -> np.ndarray:
@@ -307,11 +312,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_bag(path: Path) -> bool:
-    return (path.is_dir() and (path / 'metadata.yaml').is_file()) or \
-        (path.is_file() and (path.parent / 'metadata.yaml').is_file())
-
-
 def run(args: argparse.Namespace) -> int:
     from rc_perception.dataset import DatasetError
 
@@ -326,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_time_diff < 0 or not 0 < args.outlier_threshold <= 1 or args.pixels_per_frame < 0:
         raise CalibrateError('--max-time-diff must be >= 0, --outlier-threshold in (0, 1], '
                              '--pixels-per-frame >= 0')
-    kind = args.format if args.format != 'auto' else ('bag' if _is_bag(source) else 'dataset')
+    kind = args.format if args.format != 'auto' else ('bag' if _bag_folder(source) else 'dataset')
     tally = Tally()
     if kind == 'bag':
         pairs = bag_pairs(source, args.student_topic, args.tof_topic, args.confidence_topic,

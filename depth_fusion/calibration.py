@@ -14,7 +14,8 @@ node's ``online_affine`` mode (per frame, on a subsample of pixels):
 The fit fails (``ok`` False, with the reason) when fewer than ``min_inliers`` pixels agree, when the
 inliers' student depths spread less than ``min_spread`` metres (alpha and beta are then not separable:
 a single wall at one distance fits any line through one point), or when the result is not a positive
-finite scale within ``ALPHA_RANGE``.
+finite scale within ``ALPHA_RANGE`` and an offset within ``BETA_RANGE`` (the ranges that the node's
+parameters and ``read_calibration`` accept, so a fit never yields a file the node refuses).
 
 The calibration file is YAML with top-level ``alpha`` and ``beta`` and a ``fit`` mapping that records how
 they were obtained (informative only; the node reads alpha and beta).
@@ -160,10 +161,10 @@ def robust_affine_fit(x: np.ndarray, y: np.ndarray, *, outlier_threshold: float 
         alpha, beta = least_squares(xs, y[keep])
     keep = np.abs(alpha * x + beta - y) <= tol
     inliers = int(np.count_nonzero(keep))
-    lo, hi = ALPHA_RANGE
-    if not (math.isfinite(alpha) and math.isfinite(beta) and lo <= alpha <= hi):
-        return AffineFit(alpha, beta, False, f'ill-conditioned: alpha {alpha:.4g} outside [{lo:g}, {hi:g}]',
-                         inliers, n)
+    if not (math.isfinite(alpha) and ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]
+            and math.isfinite(beta) and BETA_RANGE[0] <= beta <= BETA_RANGE[1]):
+        return AffineFit(alpha, beta, False, f'ill-conditioned: alpha {alpha:.4g}, beta {beta:.4g} m outside '
+                         f'{list(ALPHA_RANGE)}, {list(BETA_RANGE)}', inliers, n)
     if inliers < need:
         return AffineFit(alpha, beta, False, f'too few inliers ({inliers} < {need})', inliers, n)
     return AffineFit(alpha, beta, True, 'ok', inliers, n)

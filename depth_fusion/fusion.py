@@ -25,20 +25,22 @@ Corrections of the student depth (``mode``):
 
 ``median`` and ``online_affine`` look at ``fit_sample_size`` pixel positions of the output grid, drawn once
 per grid size (seeded, so results are reproducible) rather than all of them: the fit of two numbers from a
-few thousand pixels is as good as from 300,000 and costs a fraction of a millisecond instead of ~10 ms.
+few thousand pixels is as good as from 300,000 and costs ~2 ms instead of ~18 ms at 480x640.
 Their pixel counts (``median_min_pixels``, ``online_min_inliers``) count pixels among those positions.
 
 Resolution: the output grid is the student's by default; a ToF image of another size is resampled to it by
 nearest neighbour when the sizes differ by one integer factor on both axes (no interpolation, so invalid
 pixels are never blended into valid ones). ``output_grid='tof'`` resamples the student to the ToF grid
 instead. Downsampling by ``f`` takes source pixel ``f * i + f // 2`` (the one nearest the output pixel's
-centre); upsampling repeats each pixel ``f`` times. Any other size pair raises ``GridError`` naming both.
+centre; for an even ``f`` the later of the two equally near); upsampling repeats each pixel ``f`` times.
+Any other size pair raises ``GridError`` naming both.
 
-Cost: ``Fuser`` keeps its scratch and output arrays between frames and uses ``out=`` ufuncs. The output
-is written chunk by chunk (about ``CHUNK_PIXELS`` pixels, so temporaries stay in cache) with a branch-free
-selection on the float bit patterns (``_blend``): numpy's masked copies cost more and depend on the mask's
-pattern. See benchmarks/bench_fusion.py. Returned arrays belong to the ``Fuser`` and are overwritten by its
-next call: publish or copy them first.
+Cost (benchmarks/bench_fusion.py): ``Fuser`` keeps its scratch and output arrays between frames and uses
+``out=`` ufuncs. The output is written chunk by chunk (about ``CHUNK_PIXELS`` pixels, so that a chunk's
+temporaries stay in the L2 cache between passes: ~20 % faster than whole-frame passes at 480x640), and the
+ToF / student selection is a branch-free blend of the float bit patterns (``_blend``), whose cost does not
+depend on the mask's pattern. Returned arrays belong to the ``Fuser`` and are overwritten by its next
+call: publish or copy them first.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import numpy as np
 
 from depth_fusion.calibration import ALPHA_RANGE, BETA_RANGE, median_scale, robust_affine_fit
 from rc_perception.camera import integer_factor
-from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS
+from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_TO_M, metre_bounds
 
 __all__ = [
     'CONFIDENCE_ENCODINGS', 'MODES', 'OUTPUT_GRIDS', 'SOURCE_NONE', 'SOURCE_STUDENT', 'SOURCE_TOF',
@@ -67,11 +69,10 @@ CONFIDENCE_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
 #: Seed of the pixel positions that median and online_affine sample.
 SAMPLE_SEED = 0
 
-_MM = np.float32(0.001)
-_POS_MIN = np.nextafter(np.float32(0), np.float32(1))   # smallest float32 > 0
-_FLT_MAX = np.finfo(np.float32).max
+_POS_MIN, _FLT_MAX = metre_bounds()  # a depth is a reading when _POS_MIN <= d <= _FLT_MAX (> 0, finite)
 _NAN = np.float32(np.nan)
 _NAN_ARRAY_SCALAR = np.array(_NAN)  # 0-d, so that .view(np.uint32) gives an array
+_NAN_ARRAY_SCALAR.flags.writeable = False  # shared by every Fuser
 _U8 = np.uint8
 _UINT_MAX = {1: 255, 2: 65535}
 
@@ -215,18 +216,12 @@ def resample_nearest(img: np.ndarray, shape: tuple[int, int], src_name: str = 'i
 
 # ------------------------------------------------------------------------------------------ validity
 
-def _float_bounds(range_min: float, range_max: float) -> tuple[np.float32, np.float32]:
-    lo = max(np.float32(range_min), _POS_MIN)
-    hi = min(np.float32(range_max), _FLT_MAX)
-    return np.float32(lo), np.float32(hi)
-
-
 @lru_cache(maxsize=32)
 def _mm_bounds(range_min: float, range_max: float) -> tuple[np.uint16, np.uint16]:
-    """Integer millimetre bounds equivalent to testing ``float32(mm) * 0.001`` against the float bounds,
-    so 16UC1 and 32FC1 inputs of the same depths agree to the last pixel."""
-    lo, hi = _float_bounds(range_min, range_max)
-    metres = np.arange(65536, dtype=np.float32) * _MM
+    """Integer millimetre bounds equivalent to testing ``float32(mm) * MM_TO_M`` against
+    ``metre_bounds``, so 16UC1 and 32FC1 inputs of the same depths agree to the last pixel."""
+    lo, hi = metre_bounds(range_min, range_max)
+    metres = np.arange(65536, dtype=np.float32) * MM_TO_M
     ok = np.flatnonzero((metres >= lo) & (metres <= hi))
     if ok.size == 0:
         return np.uint16(1), np.uint16(0)  # empty interval
@@ -242,8 +237,9 @@ def _check_tof(tof: np.ndarray, encoding: str) -> bool:
             raise ValueError(f"ToF encoding '{encoding}' needs uint16 millimetres, got {tof.dtype}")
         return True
     if encoding == '32FC1':
-        if tof.dtype.kind != 'f' or tof.dtype.itemsize != 4:
-            raise ValueError(f"ToF encoding '32FC1' needs float32 metres, got {tof.dtype}")
+        if tof.dtype != np.float32:  # native byte order too: the selection works on the bit patterns
+            raise ValueError(f"ToF encoding '32FC1' needs float32 metres (native byte order), got "
+                             f"{tof.dtype}")
         return False
     raise ValueError(f"ToF depth encoding must be one of {', '.join(sorted(DEPTH_ENCODINGS))}, "
                      f"got '{encoding}'")
@@ -262,7 +258,7 @@ def _check_confidence(confidence: np.ndarray, tof_shape: tuple[int, ...]) -> Non
 
 def _range_pass(tof: np.ndarray, is_mm: bool, range_min: float, range_max: float, out: np.ndarray,
                 tmp: np.ndarray) -> None:
-    lo, hi = _mm_bounds(range_min, range_max) if is_mm else _float_bounds(range_min, range_max)
+    lo, hi = _mm_bounds(range_min, range_max) if is_mm else metre_bounds(range_min, range_max)
     np.greater_equal(tof, lo, out=out)      # NaN, 0, negatives, -inf fail here
     np.less_equal(tof, hi, out=tmp)         # NaN, +inf fail here
     np.logical_and(out, tmp, out=out)
@@ -312,20 +308,20 @@ def _gather(img: np.ndarray, flat: np.ndarray) -> np.ndarray:
 CHUNK_PIXELS = 65536
 
 
-def _blend(out: np.ndarray, base, src: np.ndarray, mask: np.ndarray, m32: np.ndarray,
-           diff: np.ndarray) -> None:
+def _blend(out: np.ndarray, base, src: np.ndarray, mask: np.ndarray, diff: np.ndarray) -> None:
     """``out = src where mask else base`` for float32 (``base`` may be a 0-d array; ``out`` may be ``base``),
     bit-exact and NaN-safe: ``out = base + mask * (src - base)`` on the uint32 bit patterns, with
-    wrap-around arithmetic. ``m32`` and ``diff`` are uint32 scratch arrays of out's shape.
+    wrap-around arithmetic and the bool mask's bytes as the 0/1 factor. ``diff``: uint32 scratch, out's shape.
 
-    numpy's masked copies (``copyto(where=)``, ``putmask``, boolean indexing, ``where``) walk the mask
-    byte by byte and branch on it: ~0.35 ms at 480x640 even for the coherent masks of real ToF images and
-    ~3 ms for salt-and-pepper ones. These four plain passes cost the same whatever the mask, and less.
+    Why not a masked copy: numpy's ``copyto(where=)``, ``putmask``, boolean indexing and ``np.where``
+    branch on every mask byte, so their cost follows the mask's pattern. These three passes cost the same
+    whatever the mask: about as much as ``copyto(where=)`` on the coherent holes of a real ToF image and
+    ~4x less on a salt-and-pepper one (the 'selection' table of benchmarks/bench_fusion.py), so a scene
+    that breaks the ToF into speckle cannot blow the frame budget.
     """
-    np.copyto(m32, mask.view(_U8), casting='safe')
     base_bits = base.view(np.uint32)
     np.subtract(src.view(np.uint32), base_bits, out=diff)
-    np.multiply(diff, m32, out=diff)
+    np.multiply(diff, mask.view(_U8), out=diff)
     np.add(base_bits, diff, out=out.view(np.uint32))
 
 
@@ -336,14 +332,55 @@ def _chunk_rows(shape: tuple[int, int]) -> int:
     return max(1, -(-height // chunks))
 
 
-def _invalid_to_nan(depth: np.ndarray, bad: np.ndarray, tmp: np.ndarray, m32: np.ndarray,
-                    diff: np.ndarray) -> None:
+def _invalid_to_nan(depth: np.ndarray, bad: np.ndarray, tmp: np.ndarray, diff: np.ndarray) -> None:
     """NaN (in place) where a student depth is 0, negative or infinite (scratch arrays of its shape)."""
     np.less(depth, _POS_MIN, out=bad)      # 0, negatives, -inf; NaN compares false and stays NaN
     np.greater(depth, _FLT_MAX, out=tmp)   # +inf
     np.logical_or(bad, tmp, out=bad)
     if bad.any():
-        _blend(depth, depth, _NAN_ARRAY_SCALAR, bad, m32, diff)
+        _blend(depth, depth, _NAN_ARRAY_SCALAR, bad, diff)
+
+
+def _corrected_student(st: np.ndarray, alpha: np.float32, beta: np.float32, scratch: np.ndarray,
+                       bad: np.ndarray, tmp: np.ndarray, diff: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``alpha * st + beta`` with NaN where that is no depth reading, and whether every pixel was one.
+
+    ``st`` itself is returned when nothing changes it (identity correction, all pixels valid); otherwise
+    the result is written to ``scratch`` (``bad``, ``tmp``, ``diff``: scratch arrays of the same shape).
+    """
+    base = st
+    if alpha != 1.0 or beta != 0.0:
+        np.multiply(st, alpha, out=scratch)
+        if beta != 0.0:
+            np.add(scratch, beta, out=scratch)
+        base = scratch
+    # min and max propagate NaN: two reductions tell whether any pixel needs checking (a network's output
+    # usually needs none).
+    if np.minimum.reduce(base, axis=None) >= _POS_MIN and np.maximum.reduce(base, axis=None) <= _FLT_MAX:
+        return base, True
+    if base is st:
+        np.copyto(scratch, st)
+        base = scratch
+    _invalid_to_nan(base, bad, tmp, diff)
+    return base, False
+
+
+def _source_chunk(src: np.ndarray, out: np.ndarray, tv: np.ndarray | None, has_student: bool,
+                  all_student_valid: bool, has: np.ndarray) -> None:
+    """Source map of one chunk, by arithmetic on the masks' 0/1 bytes: SOURCE_TOF (1) where the ToF is
+    valid (``tv``), else SOURCE_STUDENT (2) where ``out`` has a value, else SOURCE_NONE (0).
+    ``has``: bool scratch of the chunk's shape."""
+    if not has_student:
+        np.copyto(src, tv.view(_U8))                                 # 1 where ToF, else 0
+    elif all_student_valid and tv is None:
+        src.fill(SOURCE_STUDENT)
+    elif all_student_valid:
+        np.subtract(_U8(SOURCE_STUDENT), tv.view(_U8), out=src)      # 2, or 2 - 1 where ToF
+    else:
+        np.equal(out, out, out=has)                                  # has a value (not NaN)
+        np.add(has.view(_U8), has.view(_U8), out=src)                # 2 where a value, else 0
+        if tv is not None:
+            np.subtract(src, tv.view(_U8), out=src)                  # ToF pixels (all valued): 1
 
 
 # -------------------------------------------------------------------------------------------- fusion
@@ -401,7 +438,7 @@ class Fuser:
         cfg = self.config
         up, down = grid_scale(tof.shape, grid, 'ToF depth', dst_name)
         tv = self._buf('tof_valid', grid, bool)
-        tmp = self._buf('mask_a', grid, bool)
+        tmp = self._buf('tof_tmp', grid, bool)
         if up == 1:  # same size or downsampling: work on strided views, only the output pixels
             if down > 1:
                 o = down // 2
@@ -419,7 +456,7 @@ class Fuser:
             _confidence_pass(confidence, cfg.confidence_threshold, small_valid, small_tmp)
         small = self._buf('tof_small_m', tof.shape, np.float32)
         if is_mm:
-            np.multiply(tof, _MM, out=small, dtype=np.float32)
+            np.multiply(tof, MM_TO_M, out=small, dtype=np.float32)
         else:
             np.copyto(small, tof)
         np.logical_not(small_valid, out=small_tmp)
@@ -517,7 +554,8 @@ class Fuser:
             if student.ndim != 2:
                 raise ValueError(f'student depth must be 2-D (H, W), got shape {student.shape}')
             if student.dtype != np.float32:
-                raise ValueError(f'student depth must be float32 metres, got {student.dtype}')
+                raise ValueError(f'student depth must be float32 metres (native byte order), got '
+                                 f'{student.dtype}')
         is_mm = False
         if tof is not None:
             is_mm = _check_tof(tof, tof_encoding)
@@ -546,60 +584,31 @@ class Fuser:
         chunk = (rows, grid[1])
         scratch_s = self._buf('chunk_student', chunk, np.float32)
         scratch_t = self._buf('chunk_tof', chunk, np.float32)
-        m32 = self._buf('chunk_m32', chunk, np.uint32)
         diff = self._buf('chunk_diff', chunk, np.uint32)
         mask_a = self._buf('chunk_mask_a', chunk, bool)
         mask_b = self._buf('chunk_mask_b', chunk, bool)
-        identity = corr.alpha == 1.0 and corr.beta == 0.0
         alpha, beta = np.float32(corr.alpha), np.float32(corr.beta)
         for r0 in range(0, grid[0], rows):
             r1 = min(r0 + rows, grid[0])
             n = r1 - r0
             o = out[r0:r1]
-            src = None if source is None else source[r0:r1]
             tv_c = None if tv is None else tv[r0:r1]
-            clean = False  # every student pixel of the chunk valid (the usual case: a network's output)
             if st is None:
-                base = _NAN_ARRAY_SCALAR
+                base, clean = _NAN_ARRAY_SCALAR, False
             else:
-                base = st[r0:r1]
-                if not identity:
-                    np.multiply(base, alpha, out=scratch_s[:n])
-                    if beta != 0.0:
-                        np.add(scratch_s[:n], beta, out=scratch_s[:n])
-                    base = scratch_s[:n]
-                # Two reductions decide whether any pixel needs checking; min/max propagate NaN, so a NaN
-                # also sends the chunk down the general path.
-                clean = bool(np.minimum.reduce(base, axis=None) >= _POS_MIN
-                             and np.maximum.reduce(base, axis=None) <= _FLT_MAX)
-                if not clean:
-                    if base is not scratch_s[:n]:
-                        np.copyto(scratch_s[:n], base)
-                        base = scratch_s[:n]
-                    _invalid_to_nan(base, mask_a[:n], mask_b[:n], m32[:n], diff[:n])
+                base, clean = _corrected_student(st[r0:r1], alpha, beta, scratch_s[:n], mask_a[:n],
+                                                 mask_b[:n], diff[:n])
             if tv_c is None:
                 np.copyto(o, base)
             else:
                 tof_c = values[r0:r1]
-                if is_mm:  # cast, then a float32 multiply: the arithmetic of to_metres, faster than one
-                    np.copyto(scratch_t[:n], tof_c, casting='safe')  # multiply casting in its loop
-                    np.multiply(scratch_t[:n], _MM, out=scratch_t[:n])
+                if is_mm:  # cast, then a float32 multiply: to_metres' arithmetic, faster than one mixed pass
+                    np.copyto(scratch_t[:n], tof_c, casting='safe')
+                    np.multiply(scratch_t[:n], MM_TO_M, out=scratch_t[:n])
                     tof_c = scratch_t[:n]
-                _blend(o, base, tof_c, tv_c, m32[:n], diff[:n])
-            if src is None:
-                continue
-            if st is None:
-                np.copyto(src, tv_c.view(_U8))                            # 1 where ToF, else 0
-            elif clean and tv_c is None:
-                src.fill(SOURCE_STUDENT)
-            elif clean:
-                np.subtract(_U8(SOURCE_STUDENT), tv_c.view(_U8), out=src)  # 2, or 2 - 1 where ToF
-            else:
-                has = mask_a[:n]
-                np.equal(o, o, out=has)                                    # has a value (not NaN)
-                np.add(has.view(_U8), has.view(_U8), out=src)              # 2 where a value, else 0
-                if tv_c is not None:
-                    np.subtract(src, tv_c.view(_U8), out=src)              # ToF pixels (all valued): 1
+                _blend(o, base, tof_c, tv_c, diff[:n])
+            if source is not None:
+                _source_chunk(source[r0:r1], o, tv_c, st is not None, clean, mask_a[:n])
         return FusionResult(out, source, corr, tv)
 
 

@@ -13,11 +13,12 @@ Publishes:
         ``publish_source_map``
     /diagnostics (diagnostic_msgs/DiagnosticArray)
 
-Each student depth is paired with the buffered ToF depth nearest in time within ``max_time_diff`` (and
-its confidence image of the same stamp); without one, the student depth is published alone (source map
-2/0) and /diagnostics warns, or the frame is skipped when ``require_tof`` is set. When the student stream
-is silent for ``student_timeout`` and ``publish_tof_only`` is set, each ToF frame is published alone, with
-the ToF's header, on the last student grid. The math lives in depth_fusion.fusion (pure numpy).
+Each student depth is paired with the buffered ToF depth nearest in time within ``max_time_diff`` (with
+``use_confidence``: the nearest that has its confidence image, of the same stamp); without one, the
+student depth is published alone (source map 2/0) and /diagnostics warns, or the frame is skipped when
+``require_tof`` is set. When the student stream is silent for ``student_timeout`` and ``publish_tof_only``
+is set, each ToF frame is published alone, with the ToF's header, on the last student grid. The math
+lives in depth_fusion.fusion (pure numpy).
 
 Topic names are relative: remap them, or set a namespace, to fit a robot.
 """
@@ -34,11 +35,11 @@ from sensor_msgs.msg import Image
 
 from depth_fusion.calibration import ALPHA_RANGE, BETA_RANGE, Calibration, CalibrationError, read_calibration
 from depth_fusion.fusion import CONFIDENCE_ENCODINGS, MODES, OUTPUT_GRIDS, Fuser, FusionConfig
-from depth_fusion.pairing import MatchStatus, StreamState, StreamWatch, ToFPairer, stamp_ns
+from depth_fusion.pairing import NS_PER_S, Match, MatchStatus, StreamState, StreamWatch, ToFPairer, stamp_ns
 from rc_perception import codecs, qos
 from rc_perception.depth import DEPTH_ENCODINGS, to_metres
-from rc_perception.node_support import OK, WARN, BadInput, Diagnostics, RateMeter, StartupError, main_for
-from rc_perception.params import NodeParams, ParamSpec
+from rc_perception.node_support import OK, WARN, BadInput, Diagnostics, RateMeter, main_for, startup_params
+from rc_perception.params import ParamSpec
 
 STUDENT_TOPIC = 'student/depth'
 TOF_TOPIC = 'camera/depth'
@@ -48,6 +49,7 @@ SOURCE_TOPIC = 'perception/fused_depth/source'
 
 _D = FusionConfig()  # the defaults live in one place
 _BIG = 10_000_000
+_LOG_PERIOD = 5.0  # seconds: the least time between two log lines of one kind about the pairing
 
 PARAMS = (
     ParamSpec('mode', _D.mode,
@@ -124,6 +126,11 @@ def _stamp(header) -> int:
     return stamp_ns(header.stamp.sec, header.stamp.nanosec)
 
 
+def _fallback(p) -> str:
+    """What the node does with a student depth that has no ToF to fuse."""
+    return 'skipping student frames (require_tof)' if p.require_tof else 'publishing student-only depth'
+
+
 class DepthFusionNode(Node):
     """Fuses each student depth with the nearest ToF depth; see the module docstring."""
 
@@ -133,11 +140,7 @@ class DepthFusionNode(Node):
         self._calibration: Calibration | None = None   # loaded from calibration_file
         self._calibration_path = ''
         self._checked: tuple[str, Calibration] | None = None  # validated, not yet applied
-        try:
-            self.params = NodeParams(self, PARAMS, validate=self._validate, on_change=self._apply)
-        except ValueError as exc:
-            self.destroy_node()
-            raise StartupError(f'depth_fusion_node cannot start: {exc}') from None
+        self.params = startup_params(self, PARAMS, validate=self._validate, on_change=self._apply)
         p = self.params.values
         self._adopt_calibration(p.calibration_file)
         now = time.monotonic()
@@ -149,6 +152,7 @@ class DepthFusionNode(Node):
         self.published = RateMeter()
         self.counts = {'fused': 0, 'student only': 0, 'ToF only': 0, 'skipped (require_tof)': 0}
         self.last_status: MatchStatus | None = None
+        self._status_logged: dict[MatchStatus, float] = {}  # monotonic time each status was last logged
         self.last_dt: float | None = None
         self.last_correction = None
         self.tof_share: float | None = None  # of the last fused frame's pixels, taken from the ToF
@@ -234,23 +238,22 @@ class DepthFusionNode(Node):
             return None
 
     def _on_tof(self, msg: Image) -> None:
-        self.tof_in.tick()
-        depth = self._decode(msg, self._tof_topic, DEPTH_ENCODINGS, 'ToF depth')
-        if depth is None:
-            return
-        stamp = _stamp(msg.header)
-        with self._lock:
-            self.pairer.add_depth(stamp, _Frame(depth, msg.encoding, msg.header), time.monotonic())
-        self._maybe_tof_only(stamp)
+        self._buffer(msg, self.tof_in, self._tof_topic, DEPTH_ENCODINGS, 'ToF depth',
+                     lambda stamp, frame: self.pairer.add_depth(stamp, frame, time.monotonic()))
 
     def _on_confidence(self, msg: Image) -> None:
-        self.confidence_in.tick()
-        conf = self._decode(msg, self._confidence_topic, CONFIDENCE_ENCODINGS, 'confidence image')
-        if conf is None:
+        self._buffer(msg, self.confidence_in, self._confidence_topic, CONFIDENCE_ENCODINGS,
+                     'confidence image', self.pairer.add_confidence)
+
+    def _buffer(self, msg: Image, meter: RateMeter, topic: str, allowed, what: str, add) -> None:
+        """Decode a ToF depth or confidence image, keep it for pairing, maybe publish it ToF-only."""
+        meter.tick()
+        array = self._decode(msg, topic, allowed, what)
+        if array is None:
             return
         stamp = _stamp(msg.header)
         with self._lock:
-            self.pairer.add_confidence(stamp, _Frame(conf, msg.encoding, msg.header))
+            add(stamp, _Frame(array, msg.encoding, msg.header))
         self._maybe_tof_only(stamp)
 
     def _on_student(self, msg: Image) -> None:
@@ -264,7 +267,7 @@ class DepthFusionNode(Node):
         with self._lock:
             self.student_watch.tick(now)
             match = self.pairer.match(_stamp(msg.header), now)
-            self._note_status(match.status, p)
+            self._note_status(match, p, now)
             self.last_dt = match.dt
             if not match.matched and p.require_tof:
                 self.counts['skipped (require_tof)'] += 1
@@ -293,7 +296,11 @@ class DepthFusionNode(Node):
             return
         now = time.monotonic()
         with self._lock:
-            if self.student_watch.state(now) is not StreamState.SILENT or stamp <= self._last_tof_only:
+            if self.student_watch.state(now) is not StreamState.SILENT:
+                return
+            # Each stamp once, never an older one after a newer (a late confidence image) - unless the
+            # stamps jumped back by more than a second: a restarted camera, a bag looping on its own stamps.
+            if self._last_tof_only - NS_PER_S < stamp <= self._last_tof_only:
                 return
             tof = self.pairer.depth.exact(stamp)
             conf = self.pairer.confidence.exact(stamp) if p.use_confidence else None
@@ -317,25 +324,30 @@ class DepthFusionNode(Node):
         self.last_correction = result.correction
         self.published.tick()
 
-    def _note_status(self, status: MatchStatus, p) -> None:
-        """Log when pairing changes between matched and not (once per change, not per frame)."""
-        if status is self.last_status:
+    def _note_status(self, match: Match, p, now: float) -> None:
+        """Log when pairing changes between matched and not: once per change, and each kind of change at
+        most every _LOG_PERIOD seconds (a pairing that flaps frame by frame must not flood the log)."""
+        if match.status is self.last_status:
             return
-        if status is MatchStatus.MATCHED:
-            if self.last_status is not None:
-                self.get_logger().info('ToF matched again: fusing')
+        previous, self.last_status = self.last_status, match.status
+        if previous is None and match.status is MatchStatus.MATCHED:
+            return
+        logged = self._status_logged.get(match.status)
+        if logged is not None and now - logged < _LOG_PERIOD:
+            return
+        self._status_logged[match.status] = now
+        if match.status is MatchStatus.MATCHED:
+            self.get_logger().info('ToF matched again: fusing')
         else:
-            action = 'skipping student frames (require_tof)' if p.require_tof \
-                else 'publishing student-only depth'
-            self.get_logger().warning(f'{self._tof_problem(status, p)}: {action}')
-        self.last_status = status
+            problem = self._tof_problem(match.status, p, self.pairer.watch.silent_for(now), match.dt)
+            self.get_logger().warning(f'{problem}: {_fallback(p)}')
 
-    def _tof_problem(self, status: MatchStatus, p, now: float | None = None) -> str:
-        now = time.monotonic() if now is None else now
+    def _tof_problem(self, status: MatchStatus, p, silent_for: float, dt: float | None) -> str:
+        """Why no ToF is fused, for logs and diagnostics (``dt``: student - nearest ToF stamp, seconds)."""
         if status is MatchStatus.SILENT:
-            return f'ToF silent for {self.pairer.watch.silent_for(now):.1f} s on {self._tof_topic}'
+            return f'ToF silent for {silent_for:.1f} s on {self._tof_topic}'
         if status is MatchStatus.NO_MATCH:
-            nearest = f' (nearest {abs(self.last_dt) * 1e3:.0f} ms)' if self.last_dt is not None else ''
+            nearest = f' (nearest {abs(dt) * 1e3:.0f} ms)' if dt is not None else ''
             return f'no ToF within max_time_diff ({p.max_time_diff:g} s) of the student depth{nearest}'
         if status is MatchStatus.NO_CONFIDENCE:
             return (f'no confidence image with the ToF stamp on {self._confidence_topic} (use_confidence is '
@@ -346,15 +358,18 @@ class DepthFusionNode(Node):
     def _diagnostics(self):
         p = self.params.values
         now = time.monotonic()
-        with self._lock:
+        with self._lock:  # one consistent snapshot of what the callbacks update
             tof_state = self.pairer.watch.state(now)
+            tof_silent_for = self.pairer.watch.silent_for(now)
             student_state = self.student_watch.state(now)
+            student_silent_for = self.student_watch.silent_for(now)
             status = self.last_status
             corr = self.last_correction
             cfg = self.fuser.config
             counts = dict(self.counts)
+            tof_share, last_dt, fusion_ms = self.tof_share, self.last_dt, self.fusion_ms
         if tof_state is StreamState.SILENT:
-            tof_text = f'silent for {self.pairer.watch.silent_for(now):.1f} s'
+            tof_text = f'silent for {tof_silent_for:.1f} s'
         elif status is not None and status is not MatchStatus.MATCHED:
             tof_text = status.value
         else:
@@ -367,28 +382,26 @@ class DepthFusionNode(Node):
             'inlier share': corr.inlier_share if corr else float('nan'),
             'calibration': self._calibration_path or 'parameters alpha, beta',
             'ToF state': tof_text,
-            'ToF share of last fused frame (%)': self.tof_share * 100 if self.tof_share is not None else '-',
+            'ToF share of last fused frame (%)': tof_share * 100 if tof_share is not None else '-',
             'student state': student_state.value,
-            'last student - ToF stamp (ms)': self.last_dt * 1e3 if self.last_dt is not None else '-',
+            'last student - ToF stamp (ms)': last_dt * 1e3 if last_dt is not None else '-',
             **counts,
             'dropped': self.bad_input.total,
             'student rate (Hz)': self.student_in.rate(now),
             'ToF rate (Hz)': self.tof_in.rate(now),
             'confidence rate (Hz)': self.confidence_in.rate(now),
             'output rate (Hz)': self.published.rate(now),
-            'fusion time (ms)': self.fusion_ms,
+            'fusion time (ms)': fusion_ms,
             'last drop reason': self.bad_input.last_reason or '-',
         }
-        action = 'skipping frames (require_tof)' if p.require_tof else 'publishing student-only depth'
         if student_state is StreamState.SILENT:
             tail = 'publishing ToF-only depth' if p.publish_tof_only and tof_state is StreamState.OK \
                 else 'publishing nothing'
-            return WARN, f'no student depth for {self.student_watch.silent_for(now):.1f} s: {tail}', values
-        if tof_state is StreamState.SILENT:
-            return WARN, f'{self._tof_problem(MatchStatus.SILENT, p, now)}: {action}', values
-        if status is not None and status is not MatchStatus.MATCHED:
-            return WARN, f'{self._tof_problem(status, p, now)}: {action}', values
-        if status is MatchStatus.MATCHED and self.tof_share == 0.0:
+            return WARN, f'no student depth for {student_silent_for:.1f} s: {tail}', values
+        if tof_state is StreamState.SILENT or (status is not None and status is not MatchStatus.MATCHED):
+            problem = MatchStatus.SILENT if tof_state is StreamState.SILENT else status
+            return WARN, f'{self._tof_problem(problem, p, tof_silent_for, last_dt)}: {_fallback(p)}', values
+        if status is MatchStatus.MATCHED and tof_share == 0.0:
             return WARN, ('ToF frames are paired but none of their pixels passes range_min / range_max / '
                           'confidence_threshold (is the threshold in the confidence image\'s units?)'), values
         if self.student_in.count and self.bad_input.total and not self.published.count:

@@ -2,7 +2,9 @@
 
 The fusion node fuses when a student depth image arrives. It pairs it with the ToF depth whose header stamp
 is nearest, taken from a small buffer of recent ToF frames, if that stamp lies within ``max_time_diff``; the
-confidence image must carry exactly the ToF depth's stamp (a camera driver stamps both with one exposure).
+confidence image must carry exactly the ToF depth's stamp (a camera driver stamps both with one exposure),
+and when confidence is used, a ToF frame whose confidence image has not arrived yet is passed over for the
+next nearest complete one within ``max_time_diff``.
 Stamps are integer nanoseconds (``stamp_ns``); arrival times, which only silence detection uses, are
 monotonic seconds passed in by the caller, so everything here is testable with constructed numbers.
 
@@ -11,7 +13,6 @@ monotonic seconds passed in by the caller, so everything here is testable with c
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -32,73 +33,56 @@ def stamp_ns(sec: int, nanosec: int) -> int:
 class StampedBuffer(Generic[T]):
     """The last ``capacity`` items by arrival, looked up by stamp (integer nanoseconds).
 
-    Adding an item with a stamp already present replaces it (a re-sent frame); when full, the oldest
-    arrival is evicted. Lookups are over at most ``capacity`` entries (a handful), kept sorted by stamp.
+    Adding an item with a stamp already present replaces it (a re-sent frame) and makes it the newest
+    arrival; when full, the oldest arrival is evicted. The items live in a dict, whose order is the arrival
+    order; lookups scan its ``capacity`` entries (a handful).
     """
 
     def __init__(self, capacity: int = 10) -> None:
-        if capacity < 1:
-            raise ValueError(f'capacity must be >= 1, got {capacity}')
-        self._capacity = capacity
-        self._stamps: list[int] = []      # sorted
         self._items: dict[int, T] = {}
-        self._arrival: list[int] = []     # stamps in arrival order
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
+        self.resize(capacity)
 
     def resize(self, capacity: int) -> None:
         """Change the capacity, keeping the newest arrivals."""
         if capacity < 1:
             raise ValueError(f'capacity must be >= 1, got {capacity}')
         self._capacity = capacity
-        self._evict()
+        while len(self._items) > capacity:
+            del self._items[next(iter(self._items))]  # the oldest arrival
 
     def add(self, stamp: int, item: T) -> None:
-        if stamp in self._items:
-            self._arrival.remove(stamp)
-        else:
-            bisect.insort(self._stamps, stamp)
+        self._items.pop(stamp, None)
         self._items[stamp] = item
-        self._arrival.append(stamp)
-        self._evict()
-
-    def _evict(self) -> None:
-        while len(self._arrival) > self._capacity:
-            old = self._arrival.pop(0)
-            del self._items[old]
-            self._stamps.remove(old)
+        self.resize(self._capacity)
 
     def exact(self, stamp: int) -> T | None:
         """The item with exactly this stamp, or None."""
         return self._items.get(stamp)
 
+    def by_distance(self, stamp: int, max_diff: int | None = None) -> list[int]:
+        """Buffered stamps within ``max_diff`` nanoseconds of ``stamp`` (all when None), nearest first; on
+        a tie the earlier stamp first."""
+        return sorted((s for s in self._items if max_diff is None or abs(s - stamp) <= max_diff),
+                      key=lambda s: (abs(s - stamp), s))
+
     def nearest(self, stamp: int, max_diff: int | None = None) -> tuple[int, T] | None:
         """(stamp, item) nearest in time to ``stamp``; None when empty or the nearest is further than
         ``max_diff`` nanoseconds. On a tie the earlier stamp wins."""
-        if not self._stamps:
-            return None
-        i = bisect.bisect_left(self._stamps, stamp)
-        candidates = self._stamps[max(0, i - 1):i + 1]
-        best = min(candidates, key=lambda s: (abs(s - stamp), s))
-        if max_diff is not None and abs(best - stamp) > max_diff:
-            return None
-        return best, self._items[best]
+        near = self.by_distance(stamp, max_diff)
+        return (near[0], self._items[near[0]]) if near else None
 
     def newest_stamp(self) -> int | None:
-        return self._stamps[-1] if self._stamps else None
+        return max(self._items) if self._items else None
 
     def clear(self) -> None:
-        self._stamps.clear()
         self._items.clear()
-        self._arrival.clear()
 
     def __len__(self) -> int:
-        return len(self._stamps)
+        return len(self._items)
 
     def __iter__(self) -> Iterator[tuple[int, T]]:
-        return ((s, self._items[s]) for s in self._stamps)
+        """(stamp, item) in stamp order."""
+        return ((s, self._items[s]) for s in sorted(self._items))
 
 
 class StreamState(str, Enum):
@@ -199,7 +183,12 @@ class ToFPairer:
         self.confidence.add(stamp, item)
 
     def match(self, stamp: int, now: float) -> Match:
-        """Pair a student stamp with the nearest buffered ToF frame (and its confidence image)."""
+        """Pair a student stamp with the nearest usable buffered ToF frame within ``max_time_diff``.
+
+        With ``use_confidence`` a ToF frame is usable once its confidence image has arrived: when the
+        nearest one still lacks it (depth and confidence are separate topics, so either may come first),
+        the next nearest complete frame within the tolerance is used; NO_CONFIDENCE only when there is none.
+        """
         nearest = self.depth.nearest(stamp)
         if nearest is None:
             state = self.watch.state(now)
@@ -207,15 +196,17 @@ class ToFPairer:
             return Match(status)
         tof_stamp, tof = nearest
         dt = (stamp - tof_stamp) / NS_PER_S
-        if abs(stamp - tof_stamp) > round(self.max_time_diff * NS_PER_S):
+        tolerance = round(self.max_time_diff * NS_PER_S)
+        if abs(stamp - tof_stamp) > tolerance:
             silent = self.watch.state(now) is StreamState.SILENT
             return Match(MatchStatus.SILENT if silent else MatchStatus.NO_MATCH, tof_stamp=tof_stamp, dt=dt)
-        confidence = None
-        if self.use_confidence:
-            confidence = self.confidence.exact(tof_stamp)
-            if confidence is None:
-                return Match(MatchStatus.NO_CONFIDENCE, tof_stamp=tof_stamp, dt=dt)
-        return Match(MatchStatus.MATCHED, tof, confidence, tof_stamp, dt)
+        if not self.use_confidence:
+            return Match(MatchStatus.MATCHED, tof, None, tof_stamp, dt)
+        for s in self.depth.by_distance(stamp, tolerance):
+            confidence = self.confidence.exact(s)
+            if confidence is not None:
+                return Match(MatchStatus.MATCHED, self.depth.exact(s), confidence, s, (stamp - s) / NS_PER_S)
+        return Match(MatchStatus.NO_CONFIDENCE, tof_stamp=tof_stamp, dt=dt)
 
     def clear(self) -> None:
         self.depth.clear()

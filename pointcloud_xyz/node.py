@@ -21,8 +21,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from pointcloud_xyz.projection import RayGrid, backproject
 from rc_perception import codecs, qos
 from rc_perception.depth import DEPTH_ENCODINGS
-from rc_perception.node_support import OK, WARN, BadInput, Diagnostics, RateMeter, main_for
-from rc_perception.params import NodeParams, ParamSpec
+from rc_perception.node_support import OK, WARN, BadInput, Diagnostics, RateMeter, main_for, startup_params
+from rc_perception.params import ParamSpec
 
 DEPTH_TOPIC = 'perception/fused_depth'
 INFO_TOPIC = 'camera/camera_info'
@@ -54,7 +54,7 @@ class PointCloudXyzNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('pointcloud_xyz_node', **kwargs)
-        self.params = NodeParams(self, PARAMS, validate=_validate)
+        self.params = startup_params(self, PARAMS, validate=_validate)
         self._grid = RayGrid()
         self._info: CameraInfo | None = None
         self._info_lock = threading.Lock()
@@ -93,9 +93,14 @@ class PointCloudXyzNode(Node):
         p = self.params.values
         try:
             depth = codecs.image_to_array(msg)
-            intr = codecs.camera_info_intrinsics(info, depth.shape[1], depth.shape[0])
         except ValueError as exc:
             self.bad_input.report(self._depth_topic, exc, 'depth image')
+            return
+        try:
+            intr = codecs.camera_info_intrinsics(info, depth.shape[1], depth.shape[0])
+        except ValueError as exc:  # IntrinsicsError: the latest CameraInfo cannot serve this image
+            self.bad_input.report(self._depth_topic, f'CameraInfo on {self._info_topic}: {exc}',
+                                  'depth image')
             return
         points = backproject(depth, msg.encoding, intr, range_min=p.range_min, range_max=p.range_max,
                              skip=p.skip, organized=p.organized, grid=self._grid)

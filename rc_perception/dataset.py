@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rc_perception.depth import to_metres
+
 __all__ = [
     'DEPTH_KINDS', 'IMAGE_SUFFIXES', 'DatasetError', 'Frame', 'frame_stems', 'load_camera', 'read_depth',
     'read_image', 'read_rgb', 'save_camera', 'write_depth', 'write_image',
@@ -130,14 +132,9 @@ def read_depth(path: str | Path) -> np.ndarray:
     if raw.ndim != 2:
         raise DatasetError(f'{path}: depth must be single-channel, got shape {raw.shape}')
     if raw.dtype in (np.uint16, np.uint32):
-        depth = raw.astype(np.float32) * np.float32(0.001)
-        depth[raw == 0] = np.nan
-        return depth
+        return to_metres(raw, '16UC1')  # millimetres, converted as the nodes convert 16UC1
     if raw.dtype.kind == 'f':
-        depth = raw.astype(np.float32)
-        with np.errstate(invalid='ignore'):
-            depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
-        return depth
+        return to_metres(raw, '32FC1')
     raise DatasetError(f'{path}: depth must be 16-bit millimetres or float metres, got {raw.dtype}')
 
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from depth_fusion.fusion import FusionConfig, resample_nearest, tof_valid
+from rc_perception.depth import to_metres
 from rc_perception.metrics import ConfusionMatrix, DepthErrors
 
-__all__ = ['FrameOutputs', 'Scores', 'score_frames']
+__all__ = ['FrameOutputs', 'Scores', 'score_frames', 'score_outputs_only']
 
 SOURCES = ('student', 'tof', 'fused')
 
@@ -90,7 +91,7 @@ def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidenc
                                                                       f.confidence is not None) else None
         valid = tof_valid(tof_mm, '16UC1', config.range_min, config.range_max, conf,
                           config.confidence_threshold)
-        tof_m = tof_mm.astype(np.float32) * np.float32(0.001)
+        tof_m = to_metres(tof_mm, '16UC1')  # the node's conversion: the values fusion must pass on
         tof_pred = np.where(valid, tof_m, np.float32(np.nan))
         scores.depth['student'].add(f.student, gt)
         scores.depth['tof'].add(tof_pred, gt)
@@ -106,3 +107,38 @@ def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidenc
             scores.confusion.add(f.segmentation, labels)
         scores.frames_scored += 1
     return scores
+
+
+def score_outputs_only(outputs: list[dict]) -> dict:
+    """What can be said without ground truth (a recording): coverage over all output pixels, per source
+    as the published source map tells it, and the consistency checks of the fusion rule.
+
+    Args:
+        outputs: per frame, the published arrays 'fused', 'source' and 'student' (any may be missing;
+            frames without a fused depth and a source map are not scored).
+    """
+    counts = dict.fromkeys(('pixels', 'fused', 'tof', 'student', 'zeros', 'mismatches', 'frames'), 0)
+    for got in outputs:
+        fused, source, student = got.get('fused'), got.get('source'), got.get('student')
+        if fused is None or source is None:
+            continue
+        finite = np.isfinite(fused)
+        counts['pixels'] += fused.size
+        counts['fused'] += int(finite.sum())
+        counts['tof'] += int(np.sum(source == 1))
+        counts['student'] += int(np.isfinite(student).sum()) if student is not None else 0
+        counts['zeros'] += int(np.sum(fused == 0.0))
+        counts['mismatches'] += int(np.sum(finite != (source != 0)))
+        counts['frames'] += 1
+    nan = float('nan')
+
+    def share(key: str) -> float:
+        return counts[key] / counts['pixels'] if counts['pixels'] else nan
+
+    result = {'frames_scored': counts['frames'], 'fused_zero_pixels': counts['zeros'],
+              'source_map_mismatches': counts['mismatches'], 'tof_pixels_replaced': None,
+              'tof_valid_pixels': counts['tof'], 'miou': nan, 'pixel_accuracy': nan, 'iou_per_class': []}
+    for name in SOURCES:
+        result.update({f'rmse_{name}': nan, f'absrel_{name}': nan, f'delta1_{name}': nan,
+                       f'coverage_{name}': share(name), f'pixels_{name}': counts[name]})
+    return result

@@ -61,5 +61,10 @@ def ensure_split(kind: str, frames: int, seed: int | None = None, root: Path | N
     scenes.write_split(tmp, source, meta={'generator': 'rc_perception.scenes', 'kind': kind, 'seed': seed},
                        progress=progress)
     shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process (a test, a second demo) finished the same split first: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / 'camera.yaml').is_file():
+            raise
     return folder

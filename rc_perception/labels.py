@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: Class id = index. The demo student is trained on these; a model's own metadata may name others.
@@ -17,14 +19,17 @@ _BASE_PALETTE = np.array([
 ], dtype=np.uint8)
 
 
+@functools.lru_cache(maxsize=8)
 def palette(num_classes: int) -> np.ndarray:
-    """(num_classes + 1, 3) uint8 RGB colours; the last row (black) is for ids out of range."""
+    """(num_classes + 1, 3) uint8 RGB colours; the last row (black) is for ids out of range. Cached:
+    the returned array is read-only."""
     colours = np.zeros((num_classes + 1, 3), np.uint8)
     n = min(num_classes, len(_BASE_PALETTE))
     colours[:n] = _BASE_PALETTE[:n]
     rng = np.random.default_rng(0)
     if num_classes > n:
         colours[n:num_classes] = rng.integers(40, 256, (num_classes - n, 3), dtype=np.uint8)
+    colours.flags.writeable = False  # shared by every caller through the cache
     return colours
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -15,14 +16,32 @@ from rclpy.node import Node
 
 from rc_perception import qos
 from rc_perception.fastdds import apply_large_message_profile
+from rc_perception.params import NodeParams, ParamSpec
 
-__all__ = ['BadInput', 'Diagnostics', 'RateMeter', 'StartupError', 'run_nodes', 'main_for']
+__all__ = ['BadInput', 'Diagnostics', 'RateMeter', 'StartupError', 'main_for', 'run_nodes', 'startup_params']
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
 
 class StartupError(RuntimeError):
     """A node cannot start (missing model, bad parameters). The message says what is wrong and the fix."""
+
+
+def startup_params(node: Node, specs: Sequence[ParamSpec],
+                   validate: Callable[[SimpleNamespace], str | None] | None = None,
+                   on_change: Callable[[SimpleNamespace, SimpleNamespace], None] | None = None) -> NodeParams:
+    """``NodeParams`` for a node's constructor (same arguments).
+
+    Raises:
+        StartupError: invalid start-up values (params file, launch arguments); the half-built node is
+            destroyed first, and the message names it and every problem.
+    """
+    try:
+        return NodeParams(node, specs, validate=validate, on_change=on_change)
+    except ValueError as exc:
+        name = node.get_name()
+        node.destroy_node()
+        raise StartupError(f'{name} cannot start: {exc}') from None
 
 
 class BadInput:
@@ -87,12 +106,6 @@ class RateMeter:
             span = max(now - self._times[0], self._times[-1] - self._times[0])
             return (len(self._times) - 1) / span if span > 0 else 0.0
 
-    def age(self, now: float | None = None) -> float | None:
-        """Seconds since the last event, None if none yet."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            return now - self._times[-1] if self._times else None
-
 
 class Diagnostics:
     """Publishes one DiagnosticStatus for the node on /diagnostics every ``period`` seconds.
@@ -108,17 +121,19 @@ class Diagnostics:
         self._collect = collect
         self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', qos.diagnostics())
         self._timer = node.create_timer(period, self.publish)
-        self.last_level = OK
 
     def publish(self) -> None:
-        level, message, values = self._collect()
+        try:
+            level, message, values = self._collect()
+        except Exception as exc:  # a bug in a report must not stop the node: say so on /diagnostics
+            level, message, values = ERROR, f'diagnostics failed: {type(exc).__name__}: {exc}', {}
+            self._node.get_logger().error(message, throttle_duration_sec=30.0)
         status = DiagnosticStatus(level=level, name=self._name, message=message,
                                   hardware_id=self._node.get_fully_qualified_name())
         status.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(array)
-        self.last_level = level
 
 
 def _fmt(value) -> str:
@@ -139,7 +154,6 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
     logger = rclpy.logging.get_logger('rc_perception')
     logger.debug(profile_note)
     nodes: list[Node] = []
-    code = 0
     try:
         try:
             for factory in factories:
@@ -157,7 +171,7 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
-    return code
+    return 0
 
 
 def main_for(node_class: type[Node], multithreaded: bool = False) -> Callable[[Sequence[str] | None], None]:

@@ -26,12 +26,13 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
+from rclpy.time import Time as RosTime
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from rc_perception import codecs, dataset, qos
-from rc_perception.node_support import RateMeter, StartupError, main_for
-from rc_perception.params import NodeParams, ParamSpec
+from rc_perception.node_support import RateMeter, StartupError, main_for, startup_params
+from rc_perception.params import ParamSpec
 
 __all__ = ['BagSource', 'DatasetSource', 'ReplayEvent', 'Replayer', 'ReplayNode', 'open_source']
 
@@ -48,21 +49,14 @@ MSG_TYPES = {'rgb': Image, 'depth': Image, 'confidence': Image, 'camera_info': C
 @dataclass
 class ReplayEvent:
     """Messages to publish together ``offset`` seconds after the start of the replay (one frame of a
-    dataset, one message of a bag). ``stem`` names the dataset frame (empty for bags)."""
+    dataset, one message of a bag). ``stem`` names the camera frame: the dataset's file stem, or the
+    running number of a bag's RGB messages (empty for a bag's other messages)."""
 
     offset: float
     messages: dict[str, object] = field(default_factory=dict)
     stem: str = ''
     #: Recorded stamp of a bag message (None for datasets): kept when not restamping.
     recorded_stamp: Time | None = None
-
-
-def _stamp_of(ns: int) -> Time:
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
-
-
-def _ns_of(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -139,11 +133,15 @@ class BagSource:
         speed: playback speed factor.
 
     Raises:
-        ValueError: the bag cannot be opened or holds none of the topics.
+        ValueError: rosbags is not installed, the bag cannot be opened or holds none of the topics.
     """
 
     def __init__(self, path: str | Path, topics: dict[str, str], speed: float = 1.0) -> None:
-        from rosbags.highlevel import AnyReader
+        try:
+            from rosbags.highlevel import AnyReader
+        except ImportError as exc:
+            raise ValueError(f'replaying the bag {path} needs the rosbags package (pip install rosbags): '
+                             f'{exc}') from None
         self.path = Path(path)
         self.speed = speed
         self._reader_cls = AnyReader
@@ -151,6 +149,8 @@ class BagSource:
             with AnyReader([self.path]) as reader:
                 present = {c.topic for c in reader.connections}
                 self.count = sum(c.msgcount for c in reader.connections if c.topic in topics.values())
+                #: RGB messages (camera frames) in the bag.
+                self.rgb_frames = sum(c.msgcount for c in reader.connections if c.topic == topics.get('rgb'))
         except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
             raise ValueError(f'cannot read bag {self.path}: {exc}') from exc
         self.topics = {stream: topic for stream, topic in topics.items() if topic in present}
@@ -167,12 +167,16 @@ class BagSource:
         with self._reader_cls([self.path]) as reader:
             connections = [c for c in reader.connections if c.topic in by_topic]
             start = None
+            frame = 0
             for connection, bag_ns, raw in reader.messages(connections=connections):
                 stream = by_topic[connection.topic]
                 msg = deserialize_message(bytes(raw), MSG_TYPES[stream])
                 start = bag_ns if start is None else start
+                stem = ''
+                if stream == 'rgb':  # camera frames are numbered like a dataset's stems
+                    stem, frame = f'{frame:06d}', frame + 1
                 yield ReplayEvent(offset=(bag_ns - start) / 1e9 / self.speed, messages={stream: msg},
-                                  recorded_stamp=msg.header.stamp)
+                                  stem=stem, recorded_stamp=msg.header.stamp)
 
 
 def open_source(path: str | Path, rate: float = 15.0, topics: dict[str, str] | None = None,
@@ -199,6 +203,8 @@ class Replayer:
     """Publishes a source's events on ``node`` at their times, from a thread of its own.
 
     ``on_publish(event, stamp)`` is called after each event is published, with the header stamp used.
+    ``done`` is set when the replay ends; ``error`` then holds the exception that ended it early, if any
+    (also logged).
     """
 
     def __init__(self, node: Node, source, frame_id: str = 'camera_color_optical_frame',
@@ -215,6 +221,8 @@ class Replayer:
                            for stream, topic in TOPICS.items()}
         self.published = RateMeter()
         self.done = threading.Event()
+        #: Why the replay stopped early (None: it ran to the end, or was stopped).
+        self.error: Exception | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bag_shift_ns: int | None = None
@@ -229,14 +237,15 @@ class Replayer:
             self._thread.join(timeout=5.0)
 
     def _stamp(self, event: ReplayEvent) -> Time:
-        now_ns = self.node.get_clock().now().nanoseconds
+        now = self.node.get_clock().now()
         if event.recorded_stamp is None:
-            return _stamp_of(now_ns)
+            return now.to_msg()
         if not self.restamp:
             return event.recorded_stamp
+        recorded_ns = RosTime.from_msg(event.recorded_stamp).nanoseconds
         if self._bag_shift_ns is None:
-            self._bag_shift_ns = now_ns - _ns_of(event.recorded_stamp)
-        return _stamp_of(_ns_of(event.recorded_stamp) + self._bag_shift_ns)
+            self._bag_shift_ns = now.nanoseconds - recorded_ns
+        return RosTime(nanoseconds=recorded_ns + self._bag_shift_ns).to_msg()
 
     def publish(self, event: ReplayEvent) -> Time:
         stamp = self._stamp(event)
@@ -263,6 +272,11 @@ class Replayer:
                     self.publish(event)
                 if not self.loop:
                     return
+        except Exception as exc:  # an unreadable frame or message ends the replay: say so, do not vanish
+            self.error = exc
+            if not self._stop.is_set():
+                self.node.get_logger().error(
+                    f'replay stopped after {self.published.count} events: {type(exc).__name__}: {exc}')
         finally:
             self.done.set()
 
@@ -294,17 +308,13 @@ class ReplayNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('replay_node', **kwargs)
         self.replayer: Replayer | None = None
-        self.params = NodeParams(self, PARAMS)
+        self.params = startup_params(self, PARAMS)
         p = self.params.values
-        if not p.source:
-            raise StartupError('replay_node: set the source parameter to a dataset folder or a rosbag2, '
-                               'e.g. --ros-args -p source:=/data/heldout')
-        topics = {'rgb': p.bag_rgb_topic, 'depth': p.bag_depth_topic, 'confidence': p.bag_confidence_topic,
-                  'camera_info': p.bag_camera_info_topic}
         try:
-            source = open_source(p.source, p.rate, topics, p.playback_speed)
-        except ValueError as exc:
-            raise StartupError(f'replay_node: {exc}') from exc
+            source = self._open_source(p)
+        except StartupError:
+            self.destroy_node()
+            raise
         for topic in getattr(source, 'missing', []):
             self.get_logger().warning(f'bag {p.source} has no topic {topic}; not replaying it')
         self.replayer = Replayer(self, source, frame_id=p.frame_id, restamp=p.restamp, loop=p.loop)
@@ -313,9 +323,22 @@ class ReplayNode(Node):
         self.replayer.start()
         self._done_timer = self.create_timer(0.5, self._check_done)
 
+    @staticmethod
+    def _open_source(p):
+        if not p.source:
+            raise StartupError('replay_node: set the source parameter to a dataset folder or a rosbag2, '
+                               'e.g. --ros-args -p source:=/data/heldout')
+        topics = {'rgb': p.bag_rgb_topic, 'depth': p.bag_depth_topic, 'confidence': p.bag_confidence_topic,
+                  'camera_info': p.bag_camera_info_topic}
+        try:
+            return open_source(p.source, p.rate, topics, p.playback_speed)
+        except ValueError as exc:
+            raise StartupError(f'replay_node: {exc}') from None
+
     def _check_done(self) -> None:
         if self.replayer.done.is_set():
-            self.get_logger().info(f'replay finished: {self.replayer.published.count} events published')
+            if self.replayer.error is None:
+                self.get_logger().info(f'replay finished: {self.replayer.published.count} events published')
             self._done_timer.cancel()
 
     def destroy_node(self) -> None:

@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,7 +58,7 @@ from student_trt.evaluation import na
 
 __all__ = ['BenchmarkError', 'DEFAULT_HELDOUT_FRAMES', 'REFERENCE_ROWS', 'REFERENCE_SOURCE', 'UsageError',
            'build_parser', 'discover_models', 'latency_stats', 'machine_facts', 'main', 'markdown_report',
-           'measure_model', 'write_plot']
+           'measure_model', 'timed', 'write_plot']
 
 DEFAULT_ITERATIONS = 200
 DEFAULT_WARMUP = 20
@@ -157,11 +158,8 @@ def discover_models(folder: str | Path, backend: str = 'auto',
                              f'--output-dir {root}')
     has_engines = any(p.suffix.lower() in ENGINE_SUFFIXES for p in files)
     if tensorrt is None and has_engines and backend != 'onnxruntime':
-        from student_trt.backends import probe_gpu, probe_tensorrt
-        trt_ok, trt_why = probe_tensorrt()
-        tensorrt = (trt_ok, trt_why) if not trt_ok else probe_gpu()
-        if tensorrt[0]:
-            tensorrt = (True, f'{trt_why} on {tensorrt[1]}')
+        from student_trt.backends import probe_tensorrt_gpu
+        tensorrt = probe_tensorrt_gpu()
     if backend == 'tensorrt' and has_engines and not tensorrt[0]:
         raise BenchmarkError(f'--backend tensorrt, but TensorRT cannot run here: {tensorrt[1]} (install '
                              'TensorRT and cuda-python; JetPack ships TensorRT)')
@@ -407,7 +405,8 @@ def _gpu_free_mib() -> float:
     return int(free) / MIB
 
 
-def _timed(fn, warmup: int, iterations: int) -> list[float]:
+def timed(fn: Callable[[], object], warmup: int, iterations: int) -> list[float]:
+    """Call ``fn`` ``warmup`` times untimed, then ``iterations`` times; the timed calls' milliseconds."""
     for _ in range(warmup):
         fn()
     samples = []
@@ -478,10 +477,10 @@ def measure_model(config: dict) -> dict:
         x = pre(frame, 'rgb8')
 
         latency: dict = {'frame': frame_source}
-        latency['inference'] = latency_stats(_timed(lambda: backend.infer(x), warmup, iterations))
+        latency['inference'] = latency_stats(timed(lambda: backend.infer(x), warmup, iterations))
         if trt:
             backend.infer(x)  # the device input now holds the real frame
-            latency['compute_only'] = latency_stats(_timed(backend.execute_only, warmup, iterations))
+            latency['compute_only'] = latency_stats(timed(backend.execute_only, warmup, iterations))
             latency['copies'] = ('inference includes the pinned host->device input copy and the '
                                  'device->host output copies; compute_only excludes them')
         else:
@@ -565,6 +564,11 @@ def _measure_one_main(config_path: str, result_path: str) -> int:
     return 0
 
 
+#: A measuring process that runs longer than this is stopped and its model reported as failed (a
+#: TensorRT engine build on a Jetson may take several minutes; a hang must not stall the whole run).
+MEASURE_TIMEOUT_S = 1800
+
+
 def run_isolated(config: dict) -> dict:
     """``measure_model(config)`` in a fresh Python process; on failure a record with ``error``."""
     package_root = str(Path(__file__).resolve().parents[1])
@@ -573,10 +577,15 @@ def run_isolated(config: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix='rc_perception_benchmark_') as tmp:
         config_path, result_path = Path(tmp) / 'config.json', Path(tmp) / 'result.json'
         config_path.write_text(json.dumps(config))
-        done = subprocess.run([sys.executable, '-m', 'student_trt.benchmark', '--measure-one',
-                               str(config_path), str(result_path)], capture_output=True, text=True,
-                              env=env, check=False)
-        if result_path.is_file():
+        try:
+            done = subprocess.run([sys.executable, '-m', 'student_trt.benchmark', '--measure-one',
+                                   str(config_path), str(result_path)], capture_output=True, text=True,
+                                  env=env, check=False, timeout=MEASURE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            done = None
+        if done is None:
+            record = {'error': f'the measuring process did not finish within {MEASURE_TIMEOUT_S} s'}
+        elif result_path.is_file():
             record = json.loads(result_path.read_text())
         else:
             lines = [line for line in (done.stderr or '').strip().splitlines() if line.strip()]

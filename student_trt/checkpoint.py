@@ -92,11 +92,18 @@ def _describe(config: StudentConfig) -> str:
 
 
 def _plain(value, where: str):
-    """``value`` with tuples as lists and numpy scalars as Python numbers; anything else not plain fails."""
+    """``value`` with tuples as lists, numpy scalars as Python numbers and subclasses of the plain types
+    (``torch.__version__``, a ``TorchVersion``; an ``IntEnum``) as the plain type itself, which is all
+    ``torch.load(weights_only=True)`` accepts; anything else fails."""
     if isinstance(value, np.generic):
         value = value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return type(value)(value) if value is not None else None
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return str.__str__(value)  # the characters as an exact str, whatever the subclass's __str__ says
+    for plain in (bool, int, float):  # bool first: it is an int
+        if isinstance(value, plain):
+            return plain(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v, f'{where}[{i}]') for i, v in enumerate(value)]
     if isinstance(value, dict):

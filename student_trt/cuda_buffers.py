@@ -159,8 +159,9 @@ def device_info(index: int = 0) -> DeviceInfo:
         error_name, description = _error_text(rt, status)
         raise CudaUnavailable(f'no usable CUDA device: cudaGetDeviceCount failed: {error_name} '
                               f'({description})')
-    if index >= count:
-        raise CudaUnavailable(f'no CUDA device {index}: {count} device(s) present')
+    if not 0 <= index < count:
+        raise CudaUnavailable(f'no CUDA device {index}: {count} device(s) present (indices 0 to '
+                              f'{count - 1})' if count else 'no CUDA device present (cudaGetDeviceCount: 0)')
     props = call('cudaGetDeviceProperties', index)
     name = props.name
     if isinstance(name, bytes):
@@ -284,13 +285,21 @@ class DeviceBuffer:
         self.free()
 
 
+_COPY_KINDS = {'htod': 'cudaMemcpyHostToDevice', 'dtoh': 'cudaMemcpyDeviceToHost',
+               'dtod': 'cudaMemcpyDeviceToDevice'}
+
+
 def memcpy_async(dst: int, src: int, nbytes: int, kind: str, stream: Stream) -> None:
-    """Enqueue a copy of ``nbytes`` on ``stream``; ``kind`` is 'htod', 'dtoh' or 'dtod'."""
-    rt = runtime()
-    kinds = {'htod': rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
-             'dtoh': rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-             'dtod': rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice}
-    call('cudaMemcpyAsync', dst, src, nbytes, kinds[kind], stream.handle)
+    """Enqueue a copy of ``nbytes`` on ``stream``; ``kind`` is 'htod', 'dtoh' or 'dtod'.
+
+    Raises:
+        ValueError: another ``kind``.
+        CudaError: the runtime refused the copy.
+    """
+    if kind not in _COPY_KINDS:
+        raise ValueError(f"copy kind must be one of {', '.join(_COPY_KINDS)}, got {kind!r}")
+    call('cudaMemcpyAsync', dst, src, nbytes, getattr(runtime().cudaMemcpyKind, _COPY_KINDS[kind]),
+         stream.handle)
 
 
 class HostDeviceBuffer:

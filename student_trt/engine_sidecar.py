@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,7 @@ from student_trt.metadata import PRECISIONS, ModelSpec
 
 __all__ = [
     'SIDECAR_FORMAT', 'EngineSidecar', 'check_compatibility', 'detect_gpu', 'read_sidecar', 'sha256_file',
-    'sidecar_path', 'write_sidecar',
+    'sidecar_path', 'write_atomically', 'write_sidecar',
 ]
 
 SIDECAR_FORMAT = 'rc_perception.engine/1'
@@ -141,10 +142,25 @@ class EngineSidecar:
                    spec=json.loads(json.dumps(spec.to_dict())), build=dict(build or {}))
 
 
+def write_atomically(path: str | Path, data) -> None:
+    """Write ``data`` (bytes or any buffer, e.g. TensorRT's ``IHostMemory``) to ``path`` through a
+    temporary file beside it and a rename: readers see the old file or the new one, never half of one.
+    Parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_sidecar(engine_path: str | Path, sidecar: EngineSidecar) -> Path:
-    """Write ``<engine>.json``; returns its path."""
+    """Write ``<engine>.json`` (atomically); returns its path."""
     path = sidecar_path(engine_path)
-    path.write_text(json.dumps(sidecar.to_dict(), indent=2) + '\n')
+    write_atomically(path, (json.dumps(sidecar.to_dict(), indent=2) + '\n').encode())
     return path
 
 

@@ -40,7 +40,8 @@ from rc_perception.dataset import IMAGE_SUFFIXES, DatasetError, read_rgb
 from student_trt.metadata import KEY_PREFIX, PRECISIONS, ModelSpec
 
 __all__ = ['Artifact', 'ExportError', 'UsageError', 'build_parser', 'compare', 'export_fp32',
-           'find_calibration_images', 'main', 'parse_input_size', 'split_images', 'synthetic_images']
+           'find_calibration_images', 'main', 'parse_input_size', 'run_onnx', 'split_images',
+           'synthetic_images']
 
 #: FP32 ONNX vs PyTorch: max |difference|, absolute for depth (m), relative to max |logit| for segmentation.
 FP32_DEPTH_TOL_M = 1e-3
@@ -256,21 +257,22 @@ def export_fp32(model, spec: ModelSpec, opset: int):
     return proto
 
 
-class OrtModel:
-    """One ONNX model in ONNX Runtime on the CPU, run image by image (the graphs have batch 1)."""
+def run_onnx(path: Path, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Depth and segmentation logits of the exported ONNX ``path`` for an (N, 3, H, W) batch, image by image
+    (the graphs have batch 1), through the ONNX Runtime backend the node runs: what is checked is what is
+    deployed, metadata included.
 
-    def __init__(self, path: Path, spec: ModelSpec) -> None:
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.add_session_config_entry('session.intra_op.allow_spinning', '0')  # kind to busy CPUs
-        self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-        self.spec = spec
-
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        names = [self.spec.depth_output, self.spec.seg_output]
-        outs = [self.session.run(names, {self.spec.input_name: x[None]}) for x in batch]
-        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+    Raises:
+        ExportError: the file does not load or does not match its own metadata.
+    """
+    from student_trt.backends import BackendError
+    from student_trt.backends.onnxruntime_backend import OnnxRuntimeBackend
+    try:
+        with OnnxRuntimeBackend(path) as backend:
+            outs = [backend.infer(x[None]) for x in batch]
+    except BackendError as exc:
+        raise ExportError(str(exc)) from None
+    return np.concatenate([o.depth for o in outs]), np.concatenate([o.seg_logits for o in outs])
 
 
 def compare(reference: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]) -> dict:
@@ -449,11 +451,10 @@ def run_export(args: argparse.Namespace) -> int:
     _set_metadata(proto, fp32_spec)
     fp32_path = out / f'{stem}_fp32.onnx'
     onnx.save(proto, str(fp32_path))
-    fp32 = OrtModel(fp32_path, fp32_spec)
     check = images.held_out[:MAX_CHECK_IMAGES]
     with torch.no_grad():
         expected = tuple(o.numpy() for o in model(torch.from_numpy(check)))
-    got = fp32(check)
+    got = run_onnx(fp32_path, check)
     d_err = float(np.max(np.abs(got[0] - expected[0])))
     s_err = float(np.max(np.abs(got[1] - expected[1])))
     s_tol = FP32_SEG_TOL * max(1.0, float(np.max(np.abs(expected[1]))))
@@ -469,7 +470,7 @@ def run_export(args: argparse.Namespace) -> int:
         _warn(f'export_trt: error: {fp32_path.name} differs from PyTorch beyond tolerance (kept for '
               'inspection); nothing else exported')
         return 1
-    reference = fp32(images.held_out)
+    reference = run_onnx(fp32_path, images.held_out)
 
     if 'fp16' in plan.precisions:
         t = time.perf_counter()
@@ -481,7 +482,7 @@ def run_export(args: argparse.Namespace) -> int:
         _set_metadata(f16, fp16_spec)
         path = out / f'{stem}_fp16.onnx'
         onnx.save(f16, str(path))
-        m = compare(reference, OrtModel(path, fp16_spec)(images.held_out))
+        m = compare(reference, run_onnx(path, images.held_out))
         rmse_tol, max_tol = FP16_DEPTH_RMSE_FRAC * drange, FP16_DEPTH_MAX_FRAC * drange
         ok = (m['depth_rmse'] <= rmse_tol and m['depth_max'] <= max_tol
               and m['agreement'] >= FP16_MIN_AGREEMENT)
@@ -507,7 +508,7 @@ def run_export(args: argparse.Namespace) -> int:
         _set_metadata(result.model, q_spec)
         path = out / f'{stem}_int8_qdq.onnx'
         onnx.save(result.model, str(path))
-        m = compare(reference, OrtModel(path, q_spec)(images.held_out))
+        m = compare(reference, run_onnx(path, images.held_out))
         good = m['depth_rmse'] <= INT8_DEPTH_RMSE_FRAC * drange and m['agreement'] >= INT8_MIN_AGREEMENT
         _say(f'{path.name}: opset {args.opset}, symmetric int8 Q/DQ on {result.weight_tensors} weights and '
              f'{result.activation_tensors} activations (float: {", ".join(result.excluded_nodes)} and convs '
@@ -541,10 +542,11 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _onnx_spec(path: Path) -> ModelSpec:
-    import onnx
-    model = onnx.load(str(path), load_external_data=False)
     try:
-        return ModelSpec.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
+        return ModelSpec.from_onnx_file(path)
+    except ImportError:
+        raise ExportError(f'reading the model metadata of {path} needs onnx (pip install -r '
+                          'requirements/onnx.txt)') from None
     except ValueError as exc:
         raise ExportError(str(exc)) from None
 
@@ -599,7 +601,7 @@ def run_from_onnx(args: argparse.Namespace) -> int:
     Raises:
         UsageError, ExportError: reported by ``main`` as one line.
     """
-    from student_trt.trt_build import ONNX_VARIANTS, tensorrt_version
+    from student_trt.trt_build import ONNX_VARIANTS, split_onnx_name, tensorrt_version
     if args.skip_trt:
         raise UsageError('--from-onnx only builds engines; --skip-trt leaves nothing to do')
     for flag in ('calib_images', 'input_size'):
@@ -610,15 +612,11 @@ def run_from_onnx(args: argparse.Namespace) -> int:
     path = Path(args.from_onnx)
     if not path.is_file():
         raise ExportError(f'--from-onnx {path} does not exist')
-    stem = next((path.name[:-len(f'_{v}.onnx')] for v in sorted(ONNX_VARIANTS, key=len, reverse=True)
-                 if path.name.endswith(f'_{v}.onnx')), None)
-    if not stem:
+    parts = split_onnx_name(path)
+    if parts is None:
         raise ExportError(f"--from-onnx {path.name} is not named like export_trt's ONNX files "
-                          f"(<stem>_{{{','.join(ONNX_VARIANTS)}}}.onnx)")
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        raise ExportError('--from-onnx needs onnx (pip install -r requirements/onnx.txt)') from None
+                          f"(<stem>_{{{','.join(ONNX_VARIANTS)}}}.onnx): pass one of those, as exported")
+    stem = parts[0]
     _onnx_spec(path)  # fails early for a model without rc_perception metadata
     if tensorrt_version() is None:
         raise ExportError('--from-onnx builds TensorRT engines, but tensorrt does not import here (on a '

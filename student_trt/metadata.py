@@ -3,13 +3,15 @@
 Export writes a ``ModelSpec`` into the ONNX ``metadata_props`` (keys ``rc_perception.*``, JSON values)
 and into each TensorRT engine's JSON sidecar; the inference backends, the node, the benchmark and the
 calibration read it back, so a model carries its own preprocessing and nobody re-types it.
-(No torch, no onnx import here: the node on the robot reads metadata without either.)
+(No torch, no onnx import at module level: the node on the robot reads metadata without either;
+``ModelSpec.from_onnx_file`` imports onnx, or else onnxruntime, when called.)
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 from rc_perception.labels import CLASS_NAMES
 
@@ -107,3 +109,36 @@ class ModelSpec:
             raise ValueError(f'{source}: unreadable rc_perception metadata ({exc})') from exc
         known = {f.name for f in fields(cls)}
         return cls.from_dict({k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_onnx_file(cls, path: str | Path) -> ModelSpec:
+        """The spec in the ``metadata_props`` of the ONNX file ``path`` (read with onnx, or else with
+        onnxruntime, whichever is installed).
+
+        Raises:
+            ImportError: neither onnx nor onnxruntime is installed.
+            ValueError: the file is missing or not an ONNX model, or has no (or unreadable) rc_perception
+                metadata; the message names the file.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f'{path} does not exist')
+        try:
+            props = _onnx_metadata_props(path)
+        except ImportError:
+            raise
+        except Exception as exc:  # protobuf DecodeError, onnxruntime's InvalidProtobuf/Fail, OSError, ...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f'{path} cannot be read as an ONNX model ({first[:200]})') from exc
+        return cls.from_metadata(props, source=str(path))
+
+
+def _onnx_metadata_props(path: Path) -> dict[str, str]:
+    try:
+        import onnx
+    except ImportError:
+        import onnxruntime as ort  # the ImportError when neither is installed reaches the caller
+        session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+        return dict(session.get_modelmeta().custom_metadata_map)
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}

@@ -23,6 +23,7 @@ Topic names are relative: remap them, or set a namespace, to fit a robot.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -43,9 +44,10 @@ from rc_perception.node_support import (
     RateMeter,
     StartupError,
     main_for,
+    startup_params,
 )
-from rc_perception.params import NodeParams, ParamSpec
-from student_trt.backends import BACKENDS, EXPORT_HINT, BackendError, open_backend
+from rc_perception.params import ParamSpec
+from student_trt.backends import BACKENDS, EXPORT_HINT, Backend, BackendError, open_backend
 from student_trt.postprocess import Postprocessor
 from student_trt.preprocess import INPUT_ENCODINGS, Preprocessor
 
@@ -57,6 +59,11 @@ COLOR_TOPIC = 'student/segmentation/color'
 OUTPUT_SIZES = ('model', 'input')
 #: Latency samples kept for the percentiles on /diagnostics.
 LATENCY_WINDOW = 300
+#: Seconds destroy_node waits for the worker to finish its frame.
+WORKER_STOP_TIMEOUT = 10.0
+#: Seconds a failed inference keeps /diagnostics at ERROR, and within which a repeat of the same failure
+#: is not logged again.
+FAILURE_WINDOW = 5.0
 
 PARAMS = (
     ParamSpec('model_path', '',
@@ -104,30 +111,32 @@ class StudentTrtNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('student_trt_node', **kwargs)
-        self.params = NodeParams(self, PARAMS)
+        self.params = startup_params(self, PARAMS)
         p = self.params.values
+        try:
+            self.backend = self._open_backend(p)
+            self._setup(p)
+        except BaseException:
+            self.destroy_node()  # closes the backend when it was opened
+            raise
+
+    def _open_backend(self, p) -> Backend:
         if not p.model_path:
             raise StartupError(
                 'model_path is not set: set it to an exported student model, e.g. --ros-args -p '
                 'model_path:=/path/to/student_fp32.onnx (made by ' + EXPORT_HINT + '), or a TensorRT '
                 '.engine built on this device')
-        model_path = Path(p.model_path).expanduser()
         try:
-            self.backend = open_backend(model_path, p.backend, allow_engine_rebuild=p.allow_engine_rebuild,
-                                        num_threads=p.num_threads, use_cuda_graph=p.use_cuda_graph,
-                                        log=self.get_logger().info)
+            backend = open_backend(Path(p.model_path).expanduser(), p.backend,
+                                   allow_engine_rebuild=p.allow_engine_rebuild, num_threads=p.num_threads,
+                                   use_cuda_graph=p.use_cuda_graph, log=self.get_logger().info)
         except BackendError as exc:
             raise StartupError(str(exc)) from None
-        name = self.backend.name
-        if p.use_cuda_graph and name != 'tensorrt':
-            self.get_logger().info(f'use_cuda_graph applies to TensorRT only: ignored with {name}')
-        if p.num_threads and name != 'onnxruntime':
-            self.get_logger().info(f'num_threads applies to ONNX Runtime only: ignored with {name}')
-        try:
-            self._setup(p)
-        except BaseException:
-            self.backend.close()
-            raise
+        if p.use_cuda_graph and backend.name != 'tensorrt':
+            self.get_logger().info(f'use_cuda_graph applies to TensorRT only: ignored with {backend.name}')
+        if p.num_threads and backend.name != 'onnxruntime':
+            self.get_logger().info(f'num_threads applies to ONNX Runtime only: ignored with {backend.name}')
+        return backend
 
     def _setup(self, p) -> None:
         spec = self.backend.spec
@@ -146,6 +155,7 @@ class StudentTrtNode(Node):
         self.bad_input = BadInput(self)
         self.frames_in = RateMeter()
         self.frames_out = RateMeter()
+        # One lock for the hand-over to the worker and for every count and sample below.
         self._cond = threading.Condition()
         self._pending: tuple[Image, float] | None = None
         self._stopping = False
@@ -157,8 +167,7 @@ class StudentTrtNode(Node):
         #: Colourised segmentation frames published (only while someone subscribes).
         self.color_frames = 0
         self._last_failure = ''
-        self._last_failure_time = -1e9
-        self._stats_lock = threading.Lock()
+        self._last_failure_time = -math.inf
         self._inference_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._frame_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
@@ -221,7 +230,7 @@ class StudentTrtNode(Node):
         now = time.monotonic()
         with self._cond:
             self.failed += 1
-            throttle = now - self._last_failure_time < 5.0 and text == self._last_failure
+            throttle = now - self._last_failure_time < FAILURE_WINDOW and text == self._last_failure
             self._last_failure, self._last_failure_time = text, now
         if not throttle:
             self.get_logger().error(f'inference failed on a frame from {self._image_topic}: {text}')
@@ -252,10 +261,9 @@ class StudentTrtNode(Node):
             self._color_pub.publish(codecs.array_to_image(colour, 'rgb8', header))
             self.color_frames += 1
         frame_ms = (time.monotonic() - received_at) * 1e3
-        with self._stats_lock:
+        with self._cond:
             self._inference_ms.append(inference_ms)
             self._frame_ms.append(frame_ms)
-        with self._cond:
             self.processed += 1
         self.frames_out.tick()
 
@@ -270,7 +278,7 @@ class StudentTrtNode(Node):
 
     def latencies_ms(self) -> dict[str, float]:
         """p50/p99 of inference and of the whole frame (receipt to publish) over the recent frames."""
-        with self._stats_lock:
+        with self._cond:
             inference, frame = list(self._inference_ms), list(self._frame_ms)
         inf50, inf99 = _percentiles(inference)
         frame50, frame99 = _percentiles(frame)
@@ -279,6 +287,9 @@ class StudentTrtNode(Node):
     def _diagnostics(self):
         counts = self.counts()
         lat = self.latencies_ms()
+        with self._cond:
+            last_failure = self._last_failure
+            failing = time.monotonic() - self._last_failure_time < FAILURE_WINDOW
         spec, p = self.spec, self.params.values
         values = {
             'backend': self.backend.name,
@@ -300,10 +311,10 @@ class StudentTrtNode(Node):
             'dropped bad': counts['dropped_bad'],
             'inference failures': counts['failed'],
             'last drop reason': self.bad_input.last_reason or '-',
-            'last failure': self._last_failure or '-',
+            'last failure': last_failure or '-',
         }
-        if time.monotonic() - self._last_failure_time < 5.0:
-            return ERROR, f'inference failing: {self._last_failure}', values
+        if failing:
+            return ERROR, f'inference failing: {last_failure}', values
         if counts['received'] == 0:
             return OK, f'waiting for images on {self._image_topic}', values
         if counts['processed'] == 0 and counts['dropped_bad']:
@@ -311,17 +322,26 @@ class StudentTrtNode(Node):
         return OK, 'publishing', values
 
     def destroy_node(self) -> None:
-        cond = getattr(self, '_cond', None)
-        if cond is not None:
-            with cond:
+        """Stop the worker (it finishes the frame in hand), then close the model and the node.
+
+        Safe on a half-built node (start-up failure). If the worker does not stop within
+        ``WORKER_STOP_TIMEOUT`` seconds, the model is left open rather than freed under a running inference.
+        """
+        worker = getattr(self, '_worker', None)
+        if worker is not None:
+            with self._cond:
                 self._stopping = True
-                cond.notify_all()
-            worker = getattr(self, '_worker', None)
-            if worker is not None and worker.is_alive() and worker is not threading.current_thread():
-                worker.join(timeout=10.0)
+                self._cond.notify_all()
+            if worker is not threading.current_thread():
+                worker.join(timeout=WORKER_STOP_TIMEOUT)
         backend = getattr(self, 'backend', None)
         if backend is not None:
-            backend.close()
+            if worker is not None and worker.is_alive():
+                self.get_logger().error(
+                    f'the inference worker did not stop within {WORKER_STOP_TIMEOUT:g} s; leaving '
+                    f'{backend.model_path.name} open instead of freeing it under a running inference')
+            else:
+                backend.close()
         super().destroy_node()
 
 

@@ -69,7 +69,6 @@ class Postprocessor:
             raise ValueError(f'class ids are published as mono8: at most 255 classes, the model has '
                              f'{spec.num_classes}')
         self.spec = spec
-        self._indices: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def depth(self, output: np.ndarray) -> np.ndarray:
         """(h, w) float32 metres from the (1, 1, h, w) depth output; non-finite values become NaN."""
@@ -84,18 +83,6 @@ class Postprocessor:
                         self.spec.width)
         return np.argmax(planes, axis=0).astype(np.uint8)
 
-    def _resize(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
-        if image.shape[:2] == (height, width):
-            return image
-        key = (height, width)
-        if key not in self._indices:
-            if len(self._indices) > 8:  # camera sizes rarely change; keep the cache small anyway
-                self._indices.clear()
-            self._indices[key] = (nearest_indices(image.shape[0], height),
-                                  nearest_indices(image.shape[1], width))
-        rows, cols = self._indices[key]
-        return image.take(rows, axis=0).take(cols, axis=1)
-
     def __call__(self, depth_output: np.ndarray, seg_logits: np.ndarray,
                  size: tuple[int, int] | None = None) -> StudentImages:
         """Depth and class-id images, at the model's size or at ``size`` = (height, width).
@@ -105,10 +92,7 @@ class Postprocessor:
         """
         depth = self.depth(depth_output)
         ids = self.class_ids(seg_logits)
-        if size is not None:
+        if size is not None and tuple(size) != depth.shape:
             height, width = int(size[0]), int(size[1])
-            if height <= 0 or width <= 0:
-                raise ValueError(f'output size must be positive, got {width}x{height}')
-            depth = self._resize(depth, height, width)
-            ids = self._resize(ids, height, width)
+            depth, ids = resize_nearest(depth, height, width), resize_nearest(ids, height, width)
         return StudentImages(depth, ids)

@@ -14,12 +14,16 @@ TensorRT       fp32                         fp16                                
                                                                                   Q/DQ pairs run in FP32)
 =============  ===========================  ====================================  =========================
 
+TensorRT 11 networks are always strongly typed (its ``STRONGLY_TYPED`` creation flag is deprecated and
+ignored, ``EXPLICIT_BATCH`` and the precision flags are gone), so its networks are created with no flags.
 INT8 never uses a calibrator: the scales are in the Q/DQ ONNX (explicit quantization, calibrated on real
 images on the CPU by ``student_trt.quantize``). ``build_engine`` uses only the name-based API that TensorRT
 8.5 through 11 share: ``create_network(flags)``, ``OnnxParser.parse_from_file``,
 ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``, ``build_serialized_network`` and the timing cache
 (``create_timing_cache`` / ``set_timing_cache`` / ``serialize``). ``tensorrt`` is imported only inside
-``build_engine`` and ``tensorrt_version`` (and by the TensorRT runtime backend).
+``build_engine`` and ``tensorrt_version`` (and by the TensorRT runtime backend), and one ``trt.Logger`` serves
+the whole process (``trt_logger``): TensorRT keeps a single logger, and warns when builders and runtimes
+are given different ones.
 """
 
 from __future__ import annotations
@@ -29,11 +33,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from student_trt.engine_sidecar import UNKNOWN_GPU, EngineSidecar, detect_gpu, version_tuple, write_sidecar
+from student_trt.engine_sidecar import (
+    UNKNOWN_GPU,
+    EngineSidecar,
+    detect_gpu,
+    sidecar_path,
+    version_tuple,
+    write_atomically,
+    write_sidecar,
+)
 from student_trt.metadata import PRECISIONS, ModelSpec
 
 __all__ = ['ONNX_VARIANTS', 'BuildPlan', 'TrtBuildError', 'build_engine', 'engine_name', 'max_onnx_opset',
-           'onnx_name', 'plan_build', 'tensorrt_version']
+           'onnx_name', 'plan_build', 'split_onnx_name', 'tensorrt_version', 'trt_logger']
 
 #: ONNX files export_trt writes, by variant; ``<stem>_<variant>.onnx``.
 ONNX_VARIANTS = ('fp32', 'fp16', 'int8_qdq')
@@ -56,7 +68,7 @@ class BuildPlan:
     onnx_variant: str
     #: ``trt.BuilderFlag`` member names to set.
     flags: tuple[str, ...]
-    #: Create the network with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (TensorRT >= 11).
+    #: The network is strongly typed: TensorRT >= 11, where every network is (no creation flag needed).
     strongly_typed: bool
     #: Create the network with ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` (TensorRT < 10 needs it).
     explicit_batch_flag: bool
@@ -69,6 +81,17 @@ def onnx_name(stem: str, variant: str) -> str:
     if variant not in ONNX_VARIANTS:
         raise ValueError(f"ONNX variant must be one of {', '.join(ONNX_VARIANTS)}, got {variant!r}")
     return f'{stem}_{variant}.onnx'
+
+
+def split_onnx_name(onnx_path: str | Path) -> tuple[str, str] | None:
+    """``student_demo_int8_qdq.onnx`` -> ``('student_demo', 'int8_qdq')``; None for a name that is not
+    ``<stem>_<variant>.onnx`` (the inverse of ``onnx_name``)."""
+    name = Path(onnx_path).name
+    for variant in sorted(ONNX_VARIANTS, key=len, reverse=True):  # 'int8_qdq' before a shorter match
+        suffix = f'_{variant}.onnx'
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)], variant
+    return None
 
 
 def engine_name(stem: str, precision: str) -> str:
@@ -115,6 +138,17 @@ def plan_build(trt_version: str, precision: str) -> BuildPlan:
                      max_opset=max_opset)
 
 
+_logger = None
+
+
+def trt_logger(trt):
+    """The process's one ``trt.Logger`` (warnings and errors), shared by every builder and runtime."""
+    global _logger
+    if _logger is None:
+        _logger = trt.Logger(trt.Logger.WARNING)
+    return _logger
+
+
 def tensorrt_version() -> str | None:
     """``tensorrt.__version__``, or None where the module does not import."""
     try:
@@ -125,11 +159,13 @@ def tensorrt_version() -> str | None:
 
 
 def _onnx_opset(onnx_path: Path) -> int | None:
+    """The default-domain opset of the ONNX file; None without onnx or for an unreadable file (the parser
+    then says what is wrong with it)."""
     try:
         import onnx
-    except ImportError:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # ImportError, missing file, protobuf DecodeError: not this function's to report
         return None
-    model = onnx.load(str(onnx_path), load_external_data=False)
     return max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default=None)
 
 
@@ -160,13 +196,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, plan: BuildPlan
     if opset is not None and opset > plan.max_opset:
         log(f'note: {onnx_path.name} has opset {opset}, above the {plan.max_opset} that TensorRT '
             f'{trt.__version__} documents; parsing anyway (re-export with a lower --opset if it fails)')
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
-    flags = 0
-    if plan.explicit_batch_flag:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if plan.strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    # TensorRT < 10 needs EXPLICIT_BATCH; 10 makes every network explicit-batch, 11 every one strongly typed.
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if plan.explicit_batch_flag else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -194,14 +227,17 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, plan: BuildPlan
     if serialized is None:
         raise TrtBuildError(f'TensorRT {trt.__version__} failed to build a {plan.precision} engine from '
                             f'{onnx_path} (see the TensorRT messages above)')
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(serialized))
+    # The engine's old sidecar goes first, so that a build interrupted below never leaves a new engine
+    # described by the old sidecar (or an old one by the new); the files are replaced whole, never
+    # half-written.
+    sidecar_path(engine_path).unlink(missing_ok=True)
+    write_atomically(engine_path, serialized)
     if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+        write_atomically(cache_path, config.get_timing_cache().serialize())
     gpu = detect_gpu()
     if gpu is None:
-        log('note: could not read the GPU name (install cuda-python); the sidecar says "unknown"')
+        log('note: could not read the GPU (install cuda-python, which the TensorRT backend needs too): the '
+            'sidecar says "unknown", so the node will take the engine for one built on another GPU')
     sidecar = EngineSidecar.create(
         tensorrt_version=trt.__version__, gpu_name=gpu[0] if gpu else UNKNOWN_GPU,
         compute_capability=gpu[1] if gpu else UNKNOWN_GPU, spec=spec.with_(precision=plan.precision),

@@ -13,7 +13,9 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile
+
+from rc_perception import qos as rc_qos
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,12 +93,14 @@ class RosGraph:
         self.executor.add_node(node)
         return node
 
-    def publisher(self, msg_type, topic: str, qos: QoSProfile = qos_profile_sensor_data):
-        return self.node.create_publisher(msg_type, topic, qos)
+    def publisher(self, msg_type, topic: str, qos: QoSProfile | None = None):
+        """A publisher on the helper node; sensor-data QoS (a fresh profile) unless ``qos`` is given."""
+        return self.node.create_publisher(msg_type, topic, qos or rc_qos.sensor_data())
 
-    def collect(self, msg_type, topic: str, qos: QoSProfile = qos_profile_sensor_data) -> Collector:
+    def collect(self, msg_type, topic: str, qos: QoSProfile | None = None) -> Collector:
+        """Collect ``topic``'s messages; sensor-data QoS (a fresh profile) unless ``qos`` is given."""
         collector = Collector()
-        self.node.create_subscription(msg_type, topic, collector, qos)
+        self.node.create_subscription(msg_type, topic, collector, qos or rc_qos.sensor_data())
         return collector
 
     def wait_for_subscribers(self, pub, count: int = 1, timeout: float = 10.0) -> None:

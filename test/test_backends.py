@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from student_trt import engine_sidecar
-from student_trt.backends import BackendError, ModelOutputs, open_backend, select_backend
+from student_trt.backends import BackendError, ModelOutputs, open_backend, probe_tensorrt_gpu, select_backend
 from student_trt.backends.onnxruntime_backend import OnnxRuntimeBackend
 from student_trt.backends.tensorrt_backend import (
     TensorRTBackend,
@@ -104,6 +104,18 @@ def test_missing_corrupt_and_unlabelled_models_name_the_file_and_the_fix(tmp_pat
         open_backend(student_files().checkpoint)
 
 
+def test_spec_is_read_from_the_onnx_file_or_the_file_is_named(tmp_path):
+    assert ModelSpec.from_onnx_file(student_files().onnx) == OnnxRuntimeBackend(student_files().onnx).spec
+    corrupt = tmp_path / 'corrupt_fp32.onnx'
+    corrupt.write_bytes(b'this is not a protobuf' * 50)
+    with pytest.raises(ValueError, match=f'{corrupt} cannot be read as an ONNX model'):
+        ModelSpec.from_onnx_file(corrupt)
+    with pytest.raises(ValueError, match=f'{tmp_path / "absent.onnx"} does not exist'):
+        ModelSpec.from_onnx_file(tmp_path / 'absent.onnx')
+    with pytest.raises(ValueError, match='has no rc_perception metadata'):
+        ModelSpec.from_onnx_file(onnx_without_metadata(tmp_path))
+
+
 def test_metadata_that_contradicts_the_graph_is_refused(tmp_path):
     import onnx
     model = onnx.load(str(student_files().onnx))
@@ -159,6 +171,12 @@ def test_selection_rules(requested, model, trt, gpu, rebuild, backend, build, re
 def test_selection_errors_name_the_file_and_the_fix(requested, model, trt, gpu, rebuild, message):
     with pytest.raises(BackendError, match=message):
         select_backend(model, requested, allow_engine_rebuild=rebuild, tensorrt=trt, gpu=gpu)
+
+
+def test_probe_tensorrt_gpu_combines_both_and_says_what_is_missing():
+    assert probe_tensorrt_gpu(YES_TRT, YES_GPU) == (True, 'TensorRT 10.3.0 on Orin (sm 8.7)')
+    assert probe_tensorrt_gpu(NO_TRT, YES_GPU) == NO_TRT
+    assert probe_tensorrt_gpu(YES_TRT, NO_GPU) == NO_GPU
 
 
 def test_engine_error_points_at_the_onnx_beside_it(tmp_path):

@@ -66,6 +66,7 @@ def test_robust_fit_is_deterministic():
     ('single depth', 'ill-conditioned'),
     ('noise', 'too few inliers'),
     ('negative scale', 'too few inliers'),  # lines with alpha <= 0 are not even hypotheses
+    ('offset beyond BETA_RANGE', 'beta 150 m outside'),  # a file the node would refuse: not a fit
 ])
 def test_robust_fit_failures(case, reason):
     rng = np.random.default_rng(0)
@@ -75,6 +76,9 @@ def test_robust_fit_failures(case, reason):
         x, y = np.full(500, 2.0) + rng.normal(0, 0.01, 500), np.full(500, 2.4)
     elif case == 'noise':
         x, y = rng.uniform(0.5, 4, 500), rng.uniform(0.5, 4, 500)
+    elif case == 'offset beyond BETA_RANGE':
+        x = rng.uniform(0.5, 4, 500)
+        y = x + 150.0
     else:
         x = rng.uniform(0.5, 4, 500)
         y = 5.0 - x

@@ -146,3 +146,9 @@ def test_failed_capture_leaves_the_stream_usable(stream):
         stream.synchronize()
         assert np.all(buf.host == 7.0)
     graph.close()
+
+
+def test_unknown_copy_kind_is_refused_before_any_cuda_call():
+    """Checked in Python first, so it holds (and runs) without cuda-python or a GPU."""
+    with pytest.raises(ValueError, match="copy kind must be one of htod, dtoh, dtod, got 'sideways'"):
+        cb.memcpy_async(0, 0, 16, 'sideways', stream=None)

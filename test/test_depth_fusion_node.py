@@ -286,6 +286,20 @@ def test_tof_only_output_while_the_student_is_silent(ros_graph):
     assert rig.node.counts['ToF only'] == 2
 
 
+def test_tof_only_frames_follow_stamps_that_jump_back(ros_graph):
+    """A late, older frame is not published after a newer one; a clock that jumped back (a bag looping on
+    its recorded stamps) does not stop ToF-only output for good."""
+    rig = Rig(ros_graph, publish_tof_only=True, student_timeout=0.2, use_confidence=False)
+    _, mm, _ = data(9)
+    wait_until(lambda: rig.node.student_watch.state(time.monotonic()) is StreamState.SILENT,
+               what='the student stream to count as silent')
+    for sec in (100.0, 99.9, 50.0):  # newer, 0.1 s older (skipped), 50 s older (a new time line)
+        rig.tof_pub.publish(codecs.array_to_image(mm, '16UC1', header(sec)))
+    out = rig.fused.wait_for(2)
+    assert [m.header.stamp.sec for m in out] == [100, 50], [m.header.stamp.sec for m in out]
+    assert rig.node.counts['ToF only'] == 2, rig.node.counts
+
+
 def test_diagnostics_report_mode_correction_and_counts(ros_graph):
     rig = Rig(ros_graph, mode='online_affine', use_confidence=False, diagnostics_period=0.2,
               online_min_inliers=20, tof_timeout=30.0, student_timeout=30.0)

@@ -17,6 +17,7 @@ from student_trt.engine_sidecar import (
     sha256_file,
     sidecar_path,
     version_tuple,
+    write_atomically,
     write_sidecar,
 )
 from student_trt.metadata import ModelSpec
@@ -111,6 +112,17 @@ def test_read_errors_name_the_file(built, tmp_path):
     sidecar_path(engine).write_text(json.dumps({**sidecar.to_dict(), 'precision': 'int4'}))
     with pytest.raises(ValueError, match="precision must be one of fp32, fp16, int8, got 'int4'"):
         read_sidecar(engine)
+
+
+def test_write_atomically_replaces_whole_files_only(tmp_path):
+    path = tmp_path / 'sub' / 'model.engine'
+    write_atomically(path, b'first')
+    write_atomically(path, memoryview(b'second'))  # any buffer, as TensorRT's IHostMemory is
+    assert path.read_bytes() == b'second'
+    with pytest.raises(TypeError):
+        write_atomically(path, 'text is not bytes')  # fails while writing the temporary file
+    assert path.read_bytes() == b'second', 'a failed write must leave the old file whole'
+    assert [p.name for p in path.parent.iterdir()] == ['model.engine'], 'temporary file left behind'
 
 
 def test_sha256_of_file(tmp_path):

@@ -110,6 +110,7 @@ def test_confidence_size_must_match_tof():
 @pytest.mark.parametrize('tof, encoding, message', [
     (np.ones((2, 2), np.float32), '16UC1', "'16UC1' needs uint16"),
     (np.ones((2, 2), np.uint16), '32FC1', "'32FC1' needs float32"),
+    (np.ones((2, 2), '>f4'), '32FC1', r'native byte order\), got >f4'),  # bit-pattern selection needs native
     (np.ones((2, 2), np.uint8), 'mono8', 'ToF depth encoding must be one of'),
     (np.ones((2, 2, 3), np.float32), '32FC1', 'must be 2-D'),
 ])

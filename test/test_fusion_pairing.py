@@ -96,7 +96,7 @@ def test_pairer_distinguishes_waiting_silent_and_no_match():
 
 
 def test_confidence_must_carry_the_matched_tof_stamp():
-    p = ToFPairer(max_time_diff=0.05, use_confidence=True)
+    p = ToFPairer(max_time_diff=0.02, use_confidence=True)  # A (1000) is out of tolerance of 1030
     p.add_depth(1000 * MS, 'depth A', now=0.0)
     p.add_depth(1033 * MS, 'depth B', now=0.0)
     p.add_confidence(1000 * MS, 'conf A')
@@ -108,6 +108,27 @@ def test_confidence_must_carry_the_matched_tof_stamp():
     p.add_confidence(1033 * MS, 'conf B')  # arrives after its depth
     m = p.match(1030 * MS, now=0.0)
     assert (m.tof, m.confidence) == ('depth B', 'conf B'), m
+
+
+def test_a_tof_frame_still_without_confidence_is_passed_over_for_a_complete_one():
+    """Depth and confidence are separate topics: the nearest ToF frame may lack its confidence image
+    when the student arrives; the next nearest complete frame within max_time_diff is used instead."""
+    p = ToFPairer(max_time_diff=0.05, use_confidence=True)
+    for t in (1000, 1033, 1066):
+        p.add_depth(t * MS, f'depth {t}', now=0.0)
+    p.add_confidence(1000 * MS, 'conf 1000')
+    p.add_confidence(1066 * MS, 'conf 1066')
+    m = p.match(1040 * MS, now=0.0)  # nearest 1033 has no confidence; 1066 (26 ms) beats 1000 (40 ms)
+    assert (m.status, m.tof, m.confidence, m.tof_stamp) == (MatchStatus.MATCHED, 'depth 1066', 'conf 1066',
+                                                            1066 * MS), m
+    assert m.dt == pytest.approx(-0.026), m
+    m = p.match(1020 * MS, now=0.0)  # 1033 incomplete, 1000 (20 ms) nearer than 1066 (46 ms)
+    assert (m.tof, m.confidence) == ('depth 1000', 'conf 1000'), m
+    m = p.match(1130 * MS, now=0.0)
+    assert m.status is MatchStatus.NO_MATCH, 'complete frames outside the tolerance are not used'
+    p.confidence.clear()
+    m = p.match(1040 * MS, now=0.0)
+    assert m.status is MatchStatus.NO_CONFIDENCE and m.tof_stamp == 1033 * MS, 'none complete: the nearest'
 
 
 def test_confidence_ignored_when_not_used():

@@ -127,6 +127,25 @@ def test_checkpoint_round_trip(tmp_path):
     assert not list(tmp_path.glob('sub/*.tmp')), 'temporary file left behind'
 
 
+def test_subclasses_of_plain_types_are_stored_as_the_plain_types(tmp_path):
+    """torch.__version__ is a TorchVersion (a str subclass) and IntEnum members are ints: weights_only
+    loading refuses both classes, so the checkpoint must hold plain str and int."""
+    import enum
+
+    class Stage(enum.IntEnum):
+        FINAL = 2
+
+    net = StudentNet(StudentConfig(base_channels=8))
+    path = tmp_path / 'student.pt'
+    extra = {'torch': torch.__version__, 'stage': Stage.FINAL, 'nested': [{'v': torch.__version__}]}
+    save_checkpoint(path, net, spec_for(net), extra=extra)
+    ckpt = read_checkpoint(path)  # raised CheckpointError ("weights-only") when the subclasses were kept
+    assert ckpt.extra == {'torch': str(torch.__version__), 'stage': 2,
+                          'nested': [{'v': str(torch.__version__)}]}, f'got {ckpt.extra}'
+    kinds = (type(ckpt.extra['torch']), type(ckpt.extra['stage']), type(ckpt.extra['nested'][0]['v']))
+    assert kinds == (str, int, str), f'expected plain (str, int, str), got {kinds}'
+
+
 def test_save_rejects_spec_that_disagrees_with_model(tmp_path):
     net = StudentNet(StudentConfig(base_channels=8, num_classes=3))
     with pytest.raises(ValueError, match='names 5 classes'):

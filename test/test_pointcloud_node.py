@@ -4,7 +4,7 @@ import array
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -12,6 +12,7 @@ from std_msgs.msg import Header
 
 from pointcloud_xyz.node import PointCloudXyzNode
 from rc_perception import codecs
+from rc_perception.node_support import StartupError
 
 pytestmark = pytest.mark.dds
 
@@ -114,6 +115,7 @@ def test_malformed_messages_do_not_stop_the_node(pipeline):
     depth_pub.publish(codecs.array_to_image(np.ones((48, 64), np.float32), '32FC1', header(5)))
     wait_until(lambda: node.bad_input.total == len(bad) + 1, what='the zero-K frame to be dropped')
     assert 'focal lengths must be positive' in node.bad_input.last_reason
+    assert 'CameraInfo on /camera/camera_info' in node.bad_input.last_reason, node.bad_input.last_reason
     send_info(graph, node, info_pub)
     wait_until(lambda: node._info.k[0] == FX, what='good camera info')
     depth_pub.publish(codecs.array_to_image(np.full((48, 64), 3.0, np.float32), '32FC1', header(6)))
@@ -176,3 +178,28 @@ def test_a_qos_override_changes_only_its_own_topic(ros_graph):
     assert got == {'cloud publisher': [ReliabilityPolicy.RELIABLE],
                    'depth subscription': [ReliabilityPolicy.BEST_EFFORT],
                    'camera info subscription': [ReliabilityPolicy.BEST_EFFORT]}, got
+
+
+def test_invalid_start_up_parameters_stop_the_node_naming_it_and_the_reason(ros_graph):
+    overrides = [Parameter('range_min', value=5.0), Parameter('range_max', value=1.0)]
+    with pytest.raises(StartupError) as info:
+        ros_graph.add(PointCloudXyzNode, parameter_overrides=overrides)
+    text = str(info.value)
+    assert 'pointcloud_xyz_node cannot start' in text and 'range_min (5.0)' in text, text
+
+
+def test_a_failing_diagnostics_report_is_published_as_error_and_the_node_lives_on(pipeline):
+    graph, node, clouds, depth_pub, info_pub = pipeline
+    diags = graph.collect(DiagnosticArray, '/diagnostics', QoSProfile(depth=10))
+
+    def broken():
+        raise RuntimeError('boom')
+
+    node.diagnostics._collect = broken
+    msgs = diags.wait_for(1, timeout=5.0, predicate=lambda ms: any(
+        s.level == DiagnosticStatus.ERROR and 'diagnostics failed: RuntimeError: boom' in s.message
+        for m in ms for s in m.status))
+    assert msgs
+    send_info(graph, node, info_pub)
+    depth_pub.publish(codecs.array_to_image(np.ones((48, 64), np.float32), '32FC1', header(9)))
+    assert clouds.wait_for(1)[0].header.stamp.sec == 9

@@ -56,6 +56,18 @@ def test_dataset_frames_arrive_on_all_topics_with_one_stamp(ros_graph, tmp_path)
     assert (info.width, info.height, info.k[0], info.k[2]) == (32, 24, 30.0, 15.5)
 
 
+def test_an_unreadable_frame_ends_the_replay_with_the_reason(ros_graph, tmp_path):
+    root = write_dataset(tmp_path / 'data')
+    (root / 'rgb' / '000001.png').write_bytes(b'not a png')
+    replayer = Replayer(ros_graph.node, DatasetSource(root, rate=50.0))  # frames read as they are replayed
+    replayer.start()
+    assert replayer.done.wait(10.0), 'replay did not finish'
+    assert isinstance(replayer.error, dataset.DatasetError) and '000001.png' in str(replayer.error), \
+        f'expected the DatasetError of 000001.png, got {replayer.error!r}'
+    assert replayer.published.count == 1, \
+        f'expected 1 frame published before the bad one, got {replayer.published.count}'
+
+
 def write_bag(path, plugin):
     ts = get_typestore(Stores.ROS2_HUMBLE)
     times = [0.0, 0.1, 0.25]

@@ -20,6 +20,7 @@ from std_msgs.msg import Header
 
 from rc_perception import codecs
 from rc_perception.labels import colourize
+from rc_perception.node_support import StartupError
 from student_trt.backends.onnxruntime_backend import OnnxRuntimeBackend
 from student_trt.backends.tensorrt_backend import tensorrt_status
 from student_trt.node import StudentTrtNode
@@ -284,7 +285,55 @@ def test_output_size_can_change_at_run_time_and_the_worker_stops_with_the_node(r
     assert not worker.is_alive(), 'the worker thread must be joined by destroy_node'
 
 
+def test_destroy_never_frees_the_model_under_a_running_inference(ros_graph, monkeypatch):
+    """If the worker is still inside an inference when destroy_node gives up waiting, the model stays open
+    (freeing TensorRT buffers under a running inference would crash the process)."""
+    import student_trt.node as node_module
+    node, pub, _, _ = start(ros_graph, collect=False)
+    entered, release = threading.Event(), threading.Event()
+    real_infer = node.backend.infer
+
+    def blocked_infer(x):
+        entered.set()
+        release.wait(30)
+        return real_infer(x)
+
+    monkeypatch.setattr(node.backend, 'infer', blocked_infer)
+    monkeypatch.setattr(node_module, 'WORKER_STOP_TIMEOUT', 0.2)
+    pub.publish(codecs.array_to_image(camera_image(240, 320), 'rgb8', header(1)))
+    assert entered.wait(20), 'the frame never reached the model'
+    ros_graph.executor.remove_node(node)
+    ros_graph._nodes.remove(node)
+    worker, backend = node._worker, node.backend
+    try:
+        node.destroy_node()
+        assert worker.is_alive(), 'the worker should still be inside the blocked inference'
+        assert backend._session is not None, 'destroy_node closed the model while an inference was running'
+    finally:
+        release.set()
+        worker.join(timeout=20)
+        backend.close()
+    assert not worker.is_alive(), 'the worker must stop after its frame once the node is destroyed'
+
+
 # ------------------------------------------------------------------------------------ start-up failures
+
+@pytest.mark.parametrize('case, message', [
+    ('missing model', 'model file not found'),
+    ('bad parameter', 'student_trt_node cannot start: invalid parameters: output_size must be one of'),
+])
+def test_startup_failure_in_process_destroys_the_half_built_node(ros_graph, tmp_path, case, message):
+    """A node that cannot start raises StartupError and leaves no node behind in the graph (a composed or
+    relaunched process must not keep a dead student_trt_node with its publishers)."""
+    overrides = [Parameter('model_path', value=str(tmp_path / 'absent.onnx'))]
+    if case == 'bad parameter':
+        overrides = [Parameter('model_path', value=str(student_files().onnx)),
+                     Parameter('output_size', value='camera')]
+    with pytest.raises(StartupError, match=message) as info:
+        StudentTrtNode(context=ros_graph.context, parameter_overrides=overrides)
+    wait_until(lambda: 'student_trt_node' not in ros_graph.node.get_node_names(), timeout=5,
+               what=f'the half-built node to be destroyed ({case}: {info.value})')
+
 
 def test_startup_failures_exit_1_with_one_line_naming_the_file(tmp_path):
     corrupt = tmp_path / 'corrupt.onnx'

@@ -10,7 +10,9 @@ from student_trt.trt_build import (
     TrtBuildError,
     build_engine,
     max_onnx_opset,
+    onnx_name,
     plan_build,
+    split_onnx_name,
     tensorrt_version,
 )
 
@@ -61,6 +63,14 @@ def test_unknown_precision():
 def test_max_opset_table():
     assert [max_onnx_opset(v) for v in [(8, 5), (8, 6, 1), (9, 3), (10, 0), (10, 12), (10, 16), (11, 0)]] \
         == [17, 17, 17, 20, 22, 24, 24]
+
+
+def test_split_onnx_name_inverts_onnx_name():
+    for variant in ONNX_VARIANTS:
+        assert split_onnx_name(f'exported/{onnx_name("student_demo", variant)}') == ('student_demo', variant)
+    assert split_onnx_name('student_int8_qdq.onnx') == ('student', 'int8_qdq'), 'longest variant first'
+    for name in ('model.onnx', '_fp32.onnx', 'student_fp32.engine'):
+        assert split_onnx_name(name) is None, f'{name} is not <stem>_<variant>.onnx'
 
 
 def test_without_tensorrt_the_build_says_what_to_install(tmp_path):

@@ -54,6 +54,7 @@ __all__ = [
     'open_backend',
     'probe_gpu',
     'probe_tensorrt',
+    'probe_tensorrt_gpu',
     'select_backend',
 ]
 
@@ -110,7 +111,8 @@ class Backend(abc.ABC):
     def check_input(self, x: np.ndarray) -> None:
         """Raises ValueError unless ``x`` is float32 (1, 3, H, W) at the model's input size."""
         if x.shape != self._input_shape or x.dtype != np.float32:
-            raise ValueError(f'model input must be float32 {self._input_shape}, got {x.dtype} {x.shape}')
+            raise ValueError(f'model input must be float32 {self._input_shape}, got {x.dtype} {x.shape}: '
+                             'make it with student_trt.preprocess.Preprocessor(backend.spec)')
 
     @abc.abstractmethod
     def infer(self, x: np.ndarray) -> ModelOutputs:
@@ -176,6 +178,20 @@ def probe_gpu() -> tuple[bool, str]:
     return True, f'{info.name} (sm {info.sm})'
 
 
+def probe_tensorrt_gpu(tensorrt: tuple[bool, str] | None = None,
+                       gpu: tuple[bool, str] | None = None) -> tuple[bool, str]:
+    """(True, 'TensorRT <version> on <GPU> (sm X.Y)') when TensorRT imports and a CUDA GPU is present, else
+    (False, why). ``tensorrt`` and ``gpu`` stand for ``probe_tensorrt()`` and ``probe_gpu()`` when given;
+    the GPU is probed only when TensorRT imports."""
+    trt_ok, trt_why = tensorrt if tensorrt is not None else probe_tensorrt()
+    if not trt_ok:
+        return False, trt_why
+    gpu_ok, gpu_why = gpu if gpu is not None else probe_gpu()
+    if not gpu_ok:
+        return False, gpu_why
+    return True, f'{trt_why} on {gpu_why}'
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which backend runs the model, and why (one line for the log).
@@ -223,13 +239,7 @@ def select_backend(model_path: str | Path, requested: str = 'auto', *, allow_eng
     kind = model_kind(path)
 
     def trt_ready() -> tuple[bool, str]:
-        trt_ok, trt_why = tensorrt if tensorrt is not None else probe_tensorrt()
-        if not trt_ok:
-            return False, trt_why
-        gpu_ok, gpu_why = gpu if gpu is not None else probe_gpu()
-        if not gpu_ok:
-            return False, gpu_why
-        return True, f'{trt_why} on {gpu_why}'
+        return probe_tensorrt_gpu(tensorrt, gpu)
 
     if requested == 'onnxruntime':
         if kind == 'engine':

@@ -15,6 +15,11 @@ __all__ = ['OnnxRuntimeBackend']
 PROVIDERS = ['CPUExecutionProvider']
 
 
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's message (ONNX Runtime's carry multi-line C++ context)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _dims_match(declared, wanted: tuple[int, ...]) -> bool:
     """A declared ONNX shape (ints, or str/None for symbolic dims) fits the concrete ``wanted`` shape."""
     if declared is None:
@@ -57,9 +62,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=PROVIDERS)
         except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BackendError(f'cannot load {path} with ONNX Runtime ({first_line}): the file is not a '
-                               f'valid ONNX model; export it again with {EXPORT_HINT}') from exc
+            raise BackendError(f'cannot load {path} with ONNX Runtime ({_first_line(exc)}): the file is not '
+                               f'a valid ONNX model; export it again with {EXPORT_HINT}') from exc
         try:
             spec = ModelSpec.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
         except ValueError as exc:
@@ -105,8 +109,8 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f'{self.model_path}: the ONNX Runtime session is closed')
         try:
             depth, seg = self._session.run(self._output_names, {self._input_name: x})
-        except Exception as exc:
-            raise BackendError(f'ONNX Runtime failed on {self.model_path}: {exc}') from exc
+        except Exception as exc:  # onnxruntime raises its own types, all derived from Exception
+            raise BackendError(f'ONNX Runtime failed on {self.model_path}: {_first_line(exc)}') from exc
         return ModelOutputs(depth, seg)
 
     def close(self) -> None:

@@ -27,15 +27,21 @@ import numpy as np
 from student_trt import cuda_buffers, engine_sidecar
 from student_trt.backends import EXPORT_HINT, Backend, BackendError, ModelOutputs
 from student_trt.metadata import ModelSpec
+from student_trt.trt_build import (
+    BuildPlan,
+    TrtBuildError,
+    build_engine,
+    engine_name,
+    onnx_name,
+    plan_build,
+    split_onnx_name,
+    trt_logger,
+)
 
 __all__ = ['EngineCheck', 'TensorInfo', 'TensorRTBackend', 'check_engine', 'export_stem', 'rebuild_source',
            'tensorrt_status']
 
 _log = logging.getLogger(__name__)
-
-#: trt.DataType member name -> numpy dtype (BF16 / FP8 / INT4 I/O have no numpy type: not supported).
-_DTYPES = {'FLOAT': np.float32, 'HALF': np.float16, 'INT8': np.int8, 'INT32': np.int32, 'INT64': np.int64,
-           'BOOL': np.bool_, 'UINT8': np.uint8}
 
 
 def tensorrt_status() -> tuple[bool, str]:
@@ -72,12 +78,8 @@ class TensorInfo:
 def export_stem(onnx_path: str | Path) -> str:
     """``student_int8_qdq.onnx`` -> ``student``: the name export_trt gave the export (the file's stem
     without its ``_<variant>`` suffix; the whole stem for other names)."""
-    from student_trt.trt_build import ONNX_VARIANTS
-    stem = Path(onnx_path).stem
-    for variant in sorted(ONNX_VARIANTS, key=len, reverse=True):
-        if stem.endswith(f'_{variant}'):
-            return stem[:-len(variant) - 1]
-    return stem
+    parts = split_onnx_name(onnx_path)
+    return parts[0] if parts else Path(onnx_path).stem
 
 
 def rebuild_source(engine_path: Path, sidecar: engine_sidecar.EngineSidecar, onnx_variant: str) -> Path:
@@ -88,11 +90,10 @@ def rebuild_source(engine_path: Path, sidecar: engine_sidecar.EngineSidecar, onn
     ``_fp16.onnx`` where TensorRT 10 used ``_fp32.onnx``): that sibling is used when it exists, else the
     recorded file.
     """
-    from student_trt.trt_build import onnx_name
     recorded = engine_path.parent / sidecar.onnx_file
-    stem = export_stem(sidecar.onnx_file)
-    if stem != Path(sidecar.onnx_file).stem:
-        sibling = engine_path.parent / onnx_name(stem, onnx_variant)
+    parts = split_onnx_name(sidecar.onnx_file)
+    if parts is not None:
+        sibling = engine_path.parent / onnx_name(parts[0], onnx_variant)
         if sibling.is_file():
             return sibling
     return recorded
@@ -106,7 +107,7 @@ class EngineCheck:
     sidecar: engine_sidecar.EngineSidecar
     problems: tuple[str, ...] = ()
     source: Path | None = None
-    plan: Any = None
+    plan: BuildPlan | None = None
 
 
 def check_engine(engine_path: str | Path, trt_version: str, gpu_name: str, compute_capability: str,
@@ -136,7 +137,6 @@ def check_engine(engine_path: str | Path, trt_version: str, gpu_name: str, compu
         raise BackendError(
             f'{path} cannot be used here: {reasons}. Fix: rebuild it on this device with {command}, '
             f'or set allow_engine_rebuild:=true to rebuild it from {onnx_path.name} at start-up')
-    from student_trt.trt_build import plan_build
     try:
         plan = plan_build(trt_version, sidecar.precision)
     except ValueError as exc:
@@ -149,28 +149,38 @@ def check_engine(engine_path: str | Path, trt_version: str, gpu_name: str, compu
     return EngineCheck(sidecar, problems, source, plan)
 
 
-def _spec_of_onnx(onnx_path: Path, fallback: ModelSpec | None) -> ModelSpec:
-    """The ModelSpec in an ONNX's metadata (via onnx, else onnxruntime), else ``fallback``."""
-    props: dict[str, str] | None = None
+def _spec_of_onnx(onnx_path: Path, fallback: ModelSpec | None = None) -> ModelSpec:
+    """The ModelSpec in an ONNX's metadata; ``fallback`` where neither onnx nor onnxruntime is installed.
+
+    Raises:
+        BackendError: unreadable ONNX or no rc_perception metadata; no reader installed and no fallback.
+    """
     try:
-        import onnx
-        model = onnx.load(str(onnx_path), load_external_data=False)
-        props = {p.key: p.value for p in model.metadata_props}
+        return ModelSpec.from_onnx_file(onnx_path)
     except ImportError:
-        try:
-            import onnxruntime as ort
-            session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
-            props = dict(session.get_modelmeta().custom_metadata_map)
-        except ImportError:
-            props = None
-    if props is None:
         if fallback is None:
-            raise BackendError(f'cannot read the model metadata of {onnx_path}: install onnx or onnxruntime')
+            raise BackendError(f'cannot read the model metadata of {onnx_path}: install onnx or '
+                               'onnxruntime (pip install onnx)') from None
         return fallback
-    try:
-        return ModelSpec.from_metadata(props, source=str(onnx_path))
     except ValueError as exc:
-        raise BackendError(str(exc)) from exc
+        raise BackendError(f'{exc}; export it again with {EXPORT_HINT}') from exc
+
+
+def _build(trt: Any, onnx_path: Path, engine_path: Path, plan: BuildPlan, spec: ModelSpec,
+           say: Callable[[str], None]) -> engine_sidecar.EngineSidecar:
+    """``trt_build.build_engine`` with the export's timing cache, failures as BackendError, logged."""
+    cache = onnx_path.with_name(f'{export_stem(onnx_path)}_timing.cache')
+    try:
+        sidecar = build_engine(onnx_path, engine_path, plan, spec, timing_cache=cache, log=say)
+    except TrtBuildError as exc:
+        raise BackendError(f'building {engine_path} from {onnx_path} failed: {exc}') from exc
+    except OSError as exc:
+        raise BackendError(f'cannot write the engine built from {onnx_path} ({exc}): make '
+                           f'{engine_path.parent} writable, or build it elsewhere with export_trt '
+                           f'--from-onnx {onnx_path} --output-dir <writable dir> and set model_path to it') \
+            from exc
+    say(f'built {engine_path} with TensorRT {trt.__version__} ({plan.precision})')
+    return sidecar
 
 
 class TensorRTBackend(Backend):
@@ -203,21 +213,21 @@ class TensorRTBackend(Backend):
         except (cuda_buffers.CudaUnavailable, cuda_buffers.CudaError) as exc:
             raise BackendError(f'cannot run {path}: {exc}') from exc
         sidecar = self._checked_sidecar(path, trt, allow_engine_rebuild)
-        try:
-            spec = sidecar.model_spec
-        except ValueError as exc:
-            raise BackendError(f'{engine_sidecar.sidecar_path(path)}: {exc}') from exc
-        super().__init__(path, spec.with_(precision=sidecar.precision))
+        super().__init__(path, _sidecar_spec(path, sidecar).with_(precision=sidecar.precision))
         self._want_graph = use_cuda_graph
         self._graph: cuda_buffers.CudaGraph | None = None
         self._buffers: dict[str, cuda_buffers.HostDeviceBuffer] = {}
+        self._inputs: list[cuda_buffers.HostDeviceBuffer] = []
+        self._outputs: list[cuda_buffers.HostDeviceBuffer] = []
         self._stream: cuda_buffers.Stream | None = None
-        self._threads: set[int] = {threading.get_ident()}
+        self._threads: set[int] = set()
         self._runtime = self._engine = self._context = None
         try:
             self._load(trt, path)
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            if isinstance(exc, cuda_buffers.CudaError):  # e.g. out of device or pinned memory
+                raise BackendError(f'cannot load {path}: {exc}') from exc
             raise
         self.description = (f'TensorRT {trt.__version__} on {self._device.name} (sm {self._device.sm}), '
                             f'{self.precision}, CUDA graph {"on" if use_cuda_graph else "off"}')
@@ -229,20 +239,8 @@ class TensorRTBackend(Backend):
         if check.plan is None:
             return check.sidecar
         self._say(f"rebuilding {path.name} from {check.source.name}: {'; '.join(check.problems)}")
-        return self._build(trt, check.source, path, check.plan, _spec_of_onnx(check.source,
-                                                                              check.sidecar.model_spec))
-
-    def _build(self, trt: Any, onnx_path: Path, engine_path: Path, plan: Any,
-               spec: ModelSpec) -> engine_sidecar.EngineSidecar:
-        from student_trt.trt_build import TrtBuildError, build_engine
-        stem = export_stem(onnx_path)
-        try:
-            sidecar = build_engine(onnx_path, engine_path, plan, spec,
-                                   timing_cache=engine_path.parent / f'{stem}_timing.cache', log=self._say)
-        except TrtBuildError as exc:
-            raise BackendError(f'rebuilding {engine_path} from {onnx_path} failed: {exc}') from exc
-        self._say(f'built {engine_path} with TensorRT {trt.__version__} ({plan.precision})')
-        return sidecar
+        spec = _spec_of_onnx(check.source, fallback=_sidecar_spec(path, check.sidecar))
+        return _build(trt, check.source, path, check.plan, spec, self._say)
 
     @classmethod
     def from_onnx(cls, onnx_path: str | Path, *, use_cuda_graph: bool = False, device: int = 0,
@@ -256,38 +254,24 @@ class TensorRTBackend(Backend):
         onnx_path = Path(onnx_path)
         say = log or _log.info
         trt = _import_tensorrt()
-        spec = _spec_of_onnx(onnx_path, None)
-        from student_trt.trt_build import engine_name, plan_build
-        stem = export_stem(onnx_path)
-        engine_path = onnx_path.with_name(engine_name(stem, spec.precision))
-        if engine_path.is_file() and engine_sidecar.sidecar_path(engine_path).is_file():
+        spec = _spec_of_onnx(onnx_path)
+        engine_path = onnx_path.with_name(engine_name(export_stem(onnx_path), spec.precision))
+        if _built_from(engine_path, onnx_path, trt.__version__, device):
+            say(f'using {engine_path.name}, built earlier from {onnx_path.name}')
+        else:
             try:
-                sidecar = engine_sidecar.read_sidecar(engine_path)
-                device_info = cuda_buffers.device_info(device)
-                fresh = sidecar.onnx_file == onnx_path.name and not engine_sidecar.check_compatibility(
-                    sidecar, trt.__version__, device_info.name, device_info.sm, onnx_path=onnx_path)
-            except (ValueError, cuda_buffers.CudaUnavailable, cuda_buffers.CudaError):
-                fresh = False
-            if fresh:
-                say(f'using {engine_path.name}, built earlier from {onnx_path.name}')
-                return cls(engine_path, use_cuda_graph=use_cuda_graph, device=device, log=log)
-        try:
-            plan = plan_build(trt.__version__, spec.precision)
-        except ValueError as exc:
-            raise BackendError(f'{onnx_path}: cannot build an engine ({exc})') from exc
-        say(f'building {engine_path.name} from {onnx_path.name} with TensorRT {trt.__version__} (takes '
-            'minutes on a Jetson; the engine is kept for the next start)')
-        from student_trt.trt_build import TrtBuildError, build_engine
-        try:
-            build_engine(onnx_path, engine_path, plan, spec,
-                         timing_cache=onnx_path.with_name(f'{stem}_timing.cache'), log=say)
-        except TrtBuildError as exc:
-            raise BackendError(f'building an engine from {onnx_path} failed: {exc}') from exc
+                plan = plan_build(trt.__version__, spec.precision)
+            except ValueError as exc:
+                raise BackendError(f'{onnx_path}: cannot build an engine ({exc})') from exc
+            say(f'building {engine_path.name} from {onnx_path.name} with TensorRT {trt.__version__} (takes '
+                'minutes on a Jetson; the engine is kept for the next start)')
+            _build(trt, onnx_path, engine_path, plan, spec, say)
         return cls(engine_path, use_cuda_graph=use_cuda_graph, device=device, log=log)
 
     def _load(self, trt: Any, path: Path) -> None:
         cuda_buffers.set_device(self._device.index)
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._threads.add(threading.get_ident())
+        self._runtime = trt.Runtime(trt_logger(trt))
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise BackendError(f'TensorRT {trt.__version__} could not deserialize {path} (corrupt file, or '
@@ -302,42 +286,47 @@ class TensorRTBackend(Backend):
         for tensor in tensors:
             buffer = cuda_buffers.HostDeviceBuffer(tensor.shape, tensor.dtype)
             self._buffers[tensor.name] = buffer
+            (self._inputs if tensor.is_input else self._outputs).append(buffer)
             if not self._context.set_tensor_address(tensor.name, buffer.device_ptr):
-                raise BackendError(f'{path}: set_tensor_address({tensor.name!r}) failed')
+                raise BackendError(f'{path}: set_tensor_address({tensor.name!r}) failed (see the TensorRT '
+                                   'messages above)')
         self.tensors = tensors
 
     def _io_tensors(self, trt: Any) -> list[TensorInfo]:
+        """Every I/O tensor with the shape the context resolves (dynamic input dims fixed to the spec's
+        size) and its numpy dtype."""
         engine, context, spec = self._engine, self._context, self.spec
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = {name for name in names if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT}
+        want = (1, 3, spec.height, spec.width)
+        for name in inputs:
+            shape = tuple(engine.get_tensor_shape(name))
+            if any(d < 0 for d in shape) and not context.set_input_shape(name, want):
+                raise BackendError(f'{self.model_path}: input {name!r} {shape} does not accept {want}')
         tensors = []
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            dtype_name = getattr(engine.get_tensor_dtype(name), 'name', str(engine.get_tensor_dtype(name)))
-            dtype = _DTYPES.get(dtype_name.rsplit('.', 1)[-1])
-            if dtype is None:
-                raise BackendError(f'{self.model_path}: I/O tensor {name!r} has type {dtype_name}, which has '
-                                   'no numpy equivalent; export the model with float32 inputs and outputs')
-            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-            if is_input and any(d < 0 for d in shape):  # dynamic dims: fix them to the spec's size
-                if not context.set_input_shape(name, (1, 3, spec.height, spec.width)):
-                    raise BackendError(f'{self.model_path}: input {name!r} {shape} does not accept '
-                                       f'(1, 3, {spec.height}, {spec.width})')
-            tensors.append(TensorInfo(name, is_input, shape, np.dtype(dtype)))
-        # Output (and fixed input) shapes as the context resolves them.
-        return [TensorInfo(t.name, t.is_input, tuple(int(d) for d in context.get_tensor_shape(t.name)),
-                           t.dtype) for t in tensors]
+        for name in names:
+            trt_dtype = engine.get_tensor_dtype(name)
+            try:
+                dtype = np.dtype(trt.nptype(trt_dtype))
+            except TypeError:  # BF16, FP8, INT4, ...: no numpy type
+                raise BackendError(f'{self.model_path}: I/O tensor {name!r} has type {trt_dtype}, which has '
+                                   'no numpy equivalent; export the model with float32 inputs and outputs '
+                                   f'({EXPORT_HINT})') from None
+            shape = tuple(int(d) for d in context.get_tensor_shape(name))
+            tensors.append(TensorInfo(name, name in inputs, shape, dtype))
+        return tensors
 
     def _check_io(self, tensors: list[TensorInfo]) -> None:
         spec = self.spec
         inputs = {t.name: t for t in tensors if t.is_input}
         outputs = {t.name: t for t in tensors if not t.is_input}
-        want = {spec.input_name: (1, 3, spec.height, spec.width)}
+        want = {spec.input_name: (1, 3, spec.height, spec.width),
+                spec.depth_output: (1, 1, spec.height, spec.width),
+                spec.seg_output: (1, spec.num_classes, spec.height, spec.width)}
         problems = []
         if set(inputs) != {spec.input_name}:
             problems.append(f"inputs are {', '.join(inputs) or 'none'}, the spec says {spec.input_name}")
-        for name, shape in ((spec.depth_output, (1, 1, spec.height, spec.width)),
-                            (spec.seg_output, (1, spec.num_classes, spec.height, spec.width))):
-            want[name] = shape
+        for name in (spec.depth_output, spec.seg_output):
             if name not in outputs:
                 problems.append(f"output {name!r} is missing (outputs: {', '.join(outputs) or 'none'})")
         for name, shape in want.items():
@@ -350,16 +339,27 @@ class TensorRTBackend(Backend):
 
     # ------------------------------------------------------------------------------------- inference
 
-    def _enqueue(self) -> None:
-        stream = self._stream
-        for tensor in self.tensors:
-            if tensor.is_input:
-                self._buffers[tensor.name].to_device(stream)
-        if not self._context.execute_async_v3(stream.ptr):
+    def _ready(self) -> None:
+        """Raises BackendError once closed; makes this backend's device current in a new calling thread
+        (the CUDA runtime's current device is per thread)."""
+        if self._context is None:
+            raise BackendError(f'{self.model_path}: the TensorRT backend is closed')
+        thread = threading.get_ident()
+        if thread not in self._threads:
+            cuda_buffers.set_device(self._device.index)
+            self._threads.add(thread)
+
+    def _execute(self) -> None:
+        if not self._context.execute_async_v3(self._stream.ptr):
             raise BackendError(f'{self.model_path}: execute_async_v3 failed (see the TensorRT messages)')
-        for tensor in self.tensors:
-            if not tensor.is_input:
-                self._buffers[tensor.name].to_host(stream)
+
+    def _enqueue(self) -> None:
+        """Copy in, execute, copy out, all asynchronous on the stream (no synchronize)."""
+        for buffer in self._inputs:
+            buffer.to_device(self._stream)
+        self._execute()
+        for buffer in self._outputs:
+            buffer.to_host(self._stream)
 
     def _capture_graph(self) -> None:
         graph = cuda_buffers.CudaGraph()
@@ -376,12 +376,7 @@ class TensorRTBackend(Backend):
 
     def infer(self, x: np.ndarray) -> ModelOutputs:
         self.check_input(x)
-        if self._context is None:
-            raise BackendError(f'{self.model_path}: the TensorRT backend is closed')
-        thread = threading.get_ident()
-        if thread not in self._threads:  # the runtime's current device is per thread
-            cuda_buffers.set_device(self._device.index)
-            self._threads.add(thread)
+        self._ready()
         spec = self.spec
         np.copyto(self._buffers[spec.input_name].host, x, casting='same_kind')
         try:
@@ -401,8 +396,8 @@ class TensorRTBackend(Backend):
     @property
     def device_memory_size(self) -> int | None:
         """Bytes of device memory an execution context of this engine needs (activations and scratch;
-        weights not included): ``device_memory_size_v2`` (TensorRT >= 10.1) or ``device_memory_size``;
-        None when the engine exposes neither."""
+        weights not included): ``device_memory_size_v2`` (TensorRT >= 10.1; the only one in 11) or
+        ``device_memory_size``; None when the engine exposes neither."""
         for name in ('device_memory_size_v2', 'device_memory_size'):
             value = getattr(self._engine, name, None)
             if value is not None:
@@ -417,24 +412,26 @@ class TensorRTBackend(Backend):
         Raises:
             BackendError: the backend is closed or the runtime failed.
         """
-        if self._context is None:
-            raise BackendError(f'{self.model_path}: the TensorRT backend is closed')
-        thread = threading.get_ident()
-        if thread not in self._threads:
-            cuda_buffers.set_device(self._device.index)
-            self._threads.add(thread)
+        self._ready()
         try:
-            if not self._context.execute_async_v3(self._stream.ptr):
-                raise BackendError(f'{self.model_path}: execute_async_v3 failed (see the TensorRT messages)')
+            self._execute()
             self._stream.synchronize()
         except cuda_buffers.CudaError as exc:
             raise BackendError(f'{self.model_path}: {exc}') from exc
 
     def close(self) -> None:
+        """Wait for work still on the stream, free graph, buffers and stream, then release context, engine
+        and runtime, in that order. Closing twice is a no-op."""
         graph, self._graph = self._graph, None
         buffers, self._buffers = self._buffers, {}
+        self._inputs, self._outputs = [], []
         stream, self._stream = self._stream, None
         try:
+            if stream is not None:
+                try:
+                    stream.synchronize()  # a failed frame may have left copies in flight
+                except cuda_buffers.CudaError as exc:
+                    self._say(f'closing {self.model_path.name}: {exc}')
             if graph is not None:
                 graph.close()
             for buffer in buffers.values():
@@ -446,3 +443,24 @@ class TensorRTBackend(Backend):
             self._context = None
             self._engine = None
             self._runtime = None
+
+
+def _sidecar_spec(engine_path: Path, sidecar: engine_sidecar.EngineSidecar) -> ModelSpec:
+    try:
+        return sidecar.model_spec
+    except (TypeError, ValueError) as exc:
+        raise BackendError(f'{engine_sidecar.sidecar_path(engine_path)}: invalid model spec ({exc}); rebuild '
+                           f'the engine with {EXPORT_HINT}') from exc
+
+
+def _built_from(engine_path: Path, onnx_path: Path, trt_version: str, device: int) -> bool:
+    """``engine_path`` exists, its sidecar names ``onnx_path`` and matches it, this TensorRT and this GPU."""
+    if not engine_path.is_file():
+        return False
+    try:
+        sidecar = engine_sidecar.read_sidecar(engine_path)
+        gpu = cuda_buffers.device_info(device)
+    except (OSError, ValueError, cuda_buffers.CudaUnavailable, cuda_buffers.CudaError):
+        return False
+    return sidecar.onnx_file == onnx_path.name and not engine_sidecar.check_compatibility(
+        sidecar, trt_version, gpu.name, gpu.sm, onnx_path=onnx_path)
