@@ -7,8 +7,7 @@ Exports a checkpoint with export_trt (``--skip-trt``: FP32 ONNX and INT8 Q/DQ ON
   node       student_trt_node in-process over real DDS, fed camera frames faster than it can run for a
              few seconds: published frames per second, and the node's own latency percentiles
 
-Without --checkpoint a randomly initialised StudentNet (the real architecture) is used: latency does not
-depend on the weights, accuracy figures would (export prints them; ignore them then). INT8 is calibrated on
+Without --checkpoint the committed demo student (models/student_demo.pt) is used. INT8 is calibrated on
 --calib-images, or else on synthetic indoor scenes from rc_perception.scenes (never on noise).
 
 --cuda measures instead the TensorRT path's data movement with student_trt.cuda_buffers on a CUDA GPU
@@ -55,20 +54,10 @@ def calibration_folder(work: Path, count: int) -> Path:
 
 
 def export_models(args, work: Path) -> dict[str, Path]:
-    """FP32 and INT8 Q/DQ ONNX of the checkpoint (or of a random-weight StudentNet), via export_trt."""
+    """FP32 and INT8 Q/DQ ONNX of the checkpoint (default: the demo student), via export_trt."""
+    from rc_perception.resources import share_file
     from student_trt.export import main as export_main
-    checkpoint = Path(args.checkpoint) if args.checkpoint else None
-    if checkpoint is None:
-        import torch
-
-        from student_trt.checkpoint import save_checkpoint
-        from student_trt.metadata import ModelSpec
-        from student_trt.model import StudentConfig, StudentNet
-        torch.manual_seed(0)
-        checkpoint = work / 'student_random.pt'
-        save_checkpoint(checkpoint, StudentNet(StudentConfig()), ModelSpec())
-        print(f'no --checkpoint: {checkpoint.name} has random weights (latency only; ignore accuracy '
-              'figures)')
+    checkpoint = Path(args.checkpoint) if args.checkpoint else share_file('models', 'student_demo.pt')
     calib = Path(args.calib_images) if args.calib_images else calibration_folder(work, args.calib_count)
     out = work / 'exported'
     code = export_main(['--checkpoint', str(checkpoint), '--output-dir', str(out), '--skip-trt',
@@ -228,7 +217,7 @@ def bench_cuda(args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--checkpoint', help='student checkpoint (.pt); default: random-weight StudentNet')
+    parser.add_argument('--checkpoint', help='student checkpoint (.pt); default: models/student_demo.pt')
     parser.add_argument('--calib-images', help='INT8 calibration images (default: synthetic scenes)')
     parser.add_argument('--calib-count', type=int, default=32, help='calibration images to use (default 32)')
     parser.add_argument('--iterations', type=int, default=200,
