@@ -169,9 +169,12 @@ class DepthFusionNode(Node):
         self._source_pub = None
         if p.publish_source_map:
             self._make_source_pub()
-        self._student_topic = sub(STUDENT_TOPIC, self._on_student).topic_name
+        # Created in this order on purpose: the executor serves the subscriptions that are ready together
+        # in creation order, so a ToF frame and its confidence that arrived with (or before) a student
+        # depth are buffered before that student depth is fused.
         self._tof_topic = sub(TOF_TOPIC, self._on_tof).topic_name
         self._confidence_topic = sub(CONFIDENCE_TOPIC, self._on_confidence).topic_name
+        self._student_topic = sub(STUDENT_TOPIC, self._on_student).topic_name
         self.diagnostics = Diagnostics(self, 'depth fusion', self._diagnostics, period=p.diagnostics_period)
         self.get_logger().info(
             f'fusing {self._student_topic} with {self._tof_topic}'

@@ -31,6 +31,8 @@ from rc_perception.resources import share_file
 __all__ = ['main']
 
 PANEL_FRAMES = 3
+#: Stem under which the outputs of the priming frames are recorded (and then dropped).
+PRIMING = '__priming__'
 
 
 def _say(text: str = '') -> None:
@@ -179,6 +181,50 @@ class Recorder:
                                    f"{', '.join(missing)}); see the node logs")
             time.sleep(0.1)
 
+    def prime(self, source, procs, timeout: float) -> int:
+        """Publish the first frame (freshly stamped, not scored) until its point cloud comes back.
+
+        Discovery is asymmetric: this process may see a node's subscription before that node has matched
+        this process's publisher, and under load the gap is long enough to lose the first frames of one
+        stream (say the ToF depth but not its confidence), which would then be fused without its ToF.
+        A cloud from a priming frame proves every stream is connected end to end. Returns the number of
+        priming frames sent.
+        """
+        from rclpy.time import Time
+        from std_msgs.msg import Header
+
+        messages = {}
+        for event in source.events():  # a dataset frame holds every stream; a bag, one message per event
+            for stream, msg in event.messages.items():
+                messages.setdefault(stream, msg)
+            if len(messages) == len(self.replayer.publishers):
+                break
+        deadline = time.monotonic() + timeout
+        sent = 0
+        while time.monotonic() < deadline:
+            stamp = self.node.get_clock().now().to_msg()
+            with self.lock:
+                self.sent[Time.from_msg(stamp).nanoseconds] = PRIMING
+            for stream, msg in messages.items():
+                msg.header = Header(stamp=stamp, frame_id=msg.header.frame_id or self.replayer.frame_id)
+                self.replayer.publishers[stream].publish(msg)
+            sent += 1
+            wait_until = time.monotonic() + 1.0
+            while time.monotonic() < wait_until:
+                with self.lock:
+                    if PRIMING in self.cloud_latency_ms:
+                        self.outputs.pop(PRIMING, None)
+                        self.cloud_latency_ms.pop(PRIMING, None)
+                        self.cloud_arrival.clear()
+                        self.sent = {k: v for k, v in self.sent.items() if v != PRIMING}
+                        return sent
+                dead = procs.exited()
+                if dead:
+                    raise RuntimeError(f'{dead[0][0]} exited with code {dead[0][1]}:\n{dead[0][2]}')
+                time.sleep(0.02)
+        raise RuntimeError(f'no point cloud came out of the pipeline within {timeout:.0f} s of priming '
+                           '(a stream is not connected); see the node logs')
+
     def close(self) -> None:
         import rclpy
         self.replayer.stop()
@@ -274,7 +320,9 @@ def _run_pipeline(args: argparse.Namespace, source, frames: int, model: Path, pa
         procs.start()
         t0 = time.monotonic()
         recorder.wait_for_pipeline(procs, timeout=args.startup_timeout)
-        _say(f'    nodes up in {time.monotonic() - t0:.1f} s (logs in {out / "logs"})')
+        primed = recorder.prime(source, procs, timeout=args.startup_timeout)
+        _say(f'    nodes up and connected end to end in {time.monotonic() - t0:.1f} s ({primed} priming '
+             f'frame{"s" if primed > 1 else ""}, not scored; logs in {out / "logs"})')
         replay_start = time.monotonic()
         recorder.replayer.start()
         last = 0.0
