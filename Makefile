@@ -28,18 +28,21 @@ help:
 setup: $(STAMP)
 
 # The ROS wheels, torch, the ONNX stack, ModelOpt and colcon resolve badly in one pip call: install them
-# in this order, one call each. ModelOpt declares setuptools>=80; colcon's --symlink-install needs <80,
-# which dev.txt restores (ModelOpt's ONNX quantization runs fine with it).
+# in this order, one call each. runtime.txt is what the nodes need (the car); torch, onnx, modelopt and
+# tools are the offline tools' (requirements/README.md). ModelOpt declares setuptools>=80; colcon's
+# --symlink-install needs <80, which dev.txt restores (ModelOpt's ONNX quantization runs fine with it).
 $(STAMP): $(REQS) setup.py setup.cfg package.xml
 	@echo "== setting up $(VENV) (first time: a few minutes)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -r requirements/ros.txt $(QUIET_PIP)
+	$(PIP) install -r requirements/runtime.txt $(QUIET_PIP)
 	$(PIP) install -r requirements/torch.txt $(QUIET_PIP)
 	$(PIP) install -r requirements/onnx.txt $(QUIET_PIP)
 	$(PIP) install -r requirements/modelopt.txt $(QUIET_PIP)
+	$(PIP) install -r requirements/tools.txt $(QUIET_PIP)
 	$(PIP) install -r requirements/dev.txt $(QUIET_PIP)
 	$(PIP) install --no-deps --no-build-isolation --config-settings editable_mode=compat -e . $(QUIET_PIP)
-	$(BIN)/python -c "import rclpy, onnxruntime, torch, modelopt.onnx.quantization, colcon_core"
+	$(BIN)/python -c "import rclpy, onnxruntime, numba, torch, modelopt.onnx.quantization, rosbags, colcon_core"
 	touch $@
 	@echo "== $(VENV) ready"
 

@@ -9,7 +9,8 @@ PACKAGE = 'rc_perception'
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=find_packages(include=['rc_perception*', 'student_trt*', 'depth_fusion*', 'pointcloud_xyz*']),
+    packages=find_packages(include=[
+        'rc_perception', 'student_trt*', 'depth_fusion', 'pointcloud_xyz', 'rc_offline*']),
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
@@ -18,7 +19,12 @@ setup(
         (f'share/{PACKAGE}/models', glob('models/*.pt')),
     ],
     install_requires=['setuptools', 'numpy'],
-    extras_require={'test': ['pytest']},
+    # The nodes' needs are package.xml's exec_depends (requirements/runtime.txt); the offline tools' are
+    # installed apart (requirements/README.md). The extras name them for pip users.
+    extras_require={
+        'test': ['pytest'],
+        'tools': ['torch', 'onnx', 'onnxscript', 'nvidia-modelopt', 'rosbags', 'pillow', 'matplotlib'],
+    },
     zip_safe=True,
     maintainer='rc_perception maintainers',
     maintainer_email='dev@rc-perception.local',
@@ -30,13 +36,13 @@ setup(
             'student_trt_node = student_trt.node:main',
             'depth_fusion_node = depth_fusion.node:main',
             'pointcloud_xyz_node = pointcloud_xyz.node:main',
-            'replay_node = rc_perception.replay:main',
+            'replay_node = rc_offline.replay:main',
             # Offline tools
-            'export_trt = student_trt.export:main',
-            'benchmark = student_trt.benchmark:main',
-            'train_student = student_trt.train:main',
-            'calibrate_fusion = depth_fusion.calibrate:main',
-            'demo = rc_perception.demo:main',
+            'export_trt = rc_offline.export:main',
+            'benchmark = rc_offline.benchmark:main',
+            'train_student = rc_offline.train:main',
+            'calibrate_fusion = rc_offline.calibrate:main',
+            'demo = rc_offline.demo:main',
         ],
     },
 )

@@ -8,7 +8,7 @@ Exports a checkpoint with export_trt (``--skip-trt``: FP32 ONNX and INT8 Q/DQ ON
              few seconds: published frames per second, and the node's own latency percentiles
 
 Without --checkpoint the committed demo student (models/student_demo.pt) is used. INT8 is calibrated on
---calib-images, or else on synthetic indoor scenes from rc_perception.scenes (never on noise).
+--calib-images, or else on synthetic indoor scenes from rc_offline.scenes (never on noise).
 
 --cuda measures instead the TensorRT path's data movement with student_trt.cuda_buffers on a CUDA GPU
 (pinned host <-> device copies of the 240x320 model's input and outputs on one stream, plain and as a
@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from student_trt.benchmark import latency_stats, timed
+from rc_offline.benchmark import latency_stats, timed
 
 CAMERA = (480, 640)
 
 
 def stats(samples_ms: list[float]) -> dict:
-    """Mean, p50 and p99 (ms): ``student_trt.benchmark.latency_stats`` without the raw samples."""
+    """Mean, p50 and p99 (ms): ``rc_offline.benchmark.latency_stats`` without the raw samples."""
     full = latency_stats(samples_ms)
     return {key: full[key] for key in ('mean_ms', 'p50_ms', 'p99_ms')}
 
@@ -47,7 +47,7 @@ def stats(samples_ms: list[float]) -> dict:
 
 def calibration_folder(work: Path, count: int) -> Path:
     """Synthetic indoor frames in the rc_perception dataset layout (rgb/ ...), for INT8 calibration."""
-    from rc_perception import scenes
+    from rc_offline import scenes
     folder = work / 'calib'
     scenes.write_split(folder, scenes.random_frames(seed=11, count=count))
     return folder
@@ -55,8 +55,8 @@ def calibration_folder(work: Path, count: int) -> Path:
 
 def export_models(args, work: Path) -> dict[str, Path]:
     """FP32 and INT8 Q/DQ ONNX of the checkpoint (default: the demo student), via export_trt."""
+    from rc_offline.export import main as export_main
     from rc_perception.resources import share_file
-    from student_trt.export import main as export_main
     checkpoint = Path(args.checkpoint) if args.checkpoint else share_file('models', 'student_demo.pt')
     calib = Path(args.calib_images) if args.calib_images else calibration_folder(work, args.calib_count)
     out = work / 'exported'

@@ -20,7 +20,7 @@ nothing about the model it holds. ``export_trt`` therefore writes ``<name>.engin
 
 ``check_compatibility`` compares a sidecar with the running system and returns the problems (empty = fine);
 the TensorRT backend calls it before deserializing and rebuilds from the ONNX or fails with the problems.
-Pure: no tensorrt import (``detect_gpu`` imports cuda-python or torch lazily, only when called).
+Pure: no tensorrt import (``detect_gpu`` imports cuda-python lazily, only when called).
 """
 
 from __future__ import annotations
@@ -234,24 +234,15 @@ def check_compatibility(sidecar: EngineSidecar, trt_version: str, gpu_name: str,
 
 
 def detect_gpu(device: int = 0) -> tuple[str, str] | None:
-    """``(name, 'major.minor')`` of CUDA device ``device``, None if it cannot be told (no cuda-python and no
-    CUDA torch, or no GPU).
+    """``(name, 'major.minor')`` of CUDA device ``device``, None if it cannot be told (no cuda-python or no
+    GPU).
 
     Uses ``student_trt.cuda_buffers.device_info`` (cuda-python), the same call the TensorRT backend makes,
-    so that a sidecar written at build time compares equal at run time; torch's CUDA API otherwise.
+    so that a sidecar written at build time compares equal at run time.
     """
     from student_trt import cuda_buffers
     try:
         info = cuda_buffers.device_info(device)
     except (cuda_buffers.CudaUnavailable, cuda_buffers.CudaError):
-        pass
-    else:
-        return info.name, info.sm
-    try:
-        import torch
-    except ImportError:
         return None
-    if torch.cuda.is_available() and device < torch.cuda.device_count():
-        major, minor = torch.cuda.get_device_capability(device)
-        return torch.cuda.get_device_name(device).strip(), f'{major}.{minor}'
-    return None
+    return info.name, info.sm

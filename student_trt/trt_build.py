@@ -17,7 +17,7 @@ TensorRT       fp32                         fp16                                
 TensorRT 11 networks are always strongly typed (its ``STRONGLY_TYPED`` creation flag is deprecated and
 ignored, ``EXPLICIT_BATCH`` and the precision flags are gone), so its networks are created with no flags.
 INT8 never uses a calibrator: the scales are in the Q/DQ ONNX (explicit quantization, calibrated on real
-images on the CPU by ``student_trt.quantize``). ``build_engine`` uses only the name-based API that TensorRT
+images on the CPU by ``rc_offline.quantize``). ``build_engine`` uses only the name-based API that TensorRT
 8.5 through 11 share: ``create_network(flags)``, ``OnnxParser.parse_from_file``,
 ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``, ``build_serialized_network`` and the timing cache
 (``create_timing_cache`` / ``set_timing_cache`` / ``serialize``). ``tensorrt`` is imported only inside

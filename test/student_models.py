@@ -27,10 +27,10 @@ class StudentFiles:
 @functools.cache
 def _export() -> StudentFiles:
     torch = pytest.importorskip('torch', reason='torch is needed to make the test model (export_trt)')
-    from student_trt.checkpoint import save_checkpoint
-    from student_trt.export import main as export_main
+    from rc_offline.checkpoint import save_checkpoint
+    from rc_offline.export import main as export_main
+    from rc_offline.model import StudentConfig, StudentNet
     from student_trt.metadata import ModelSpec
-    from student_trt.model import StudentConfig, StudentNet
 
     folder = Path(tempfile.mkdtemp(prefix='rc_perception_student_'))
     atexit.register(shutil.rmtree, folder, True)

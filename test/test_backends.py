@@ -45,7 +45,7 @@ def ort_backend():
 
 def test_onnxruntime_matches_pytorch_on_the_same_image(ort_backend):
     torch = pytest.importorskip('torch')
-    from student_trt.checkpoint import load_checkpoint
+    from rc_offline.checkpoint import load_checkpoint
     model, spec = load_checkpoint(student_files().checkpoint)
     model.eval()
     x = Preprocessor(ort_backend.spec)(camera_image(), 'rgb8')

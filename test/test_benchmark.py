@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from student_trt import benchmark
-from student_trt.evaluation import EvalResult, evaluate, select_frames
+from rc_offline import benchmark
+from rc_offline.evaluation import EvalResult, evaluate, select_frames
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = REPO / 'models' / 'student_demo.pt'
@@ -36,7 +36,7 @@ LATENCY_KEYS = ('mean_ms', 'p50_ms', 'p90_ms', 'p99_ms', 'fps')
 @pytest.fixture(scope='module')
 def cache(tmp_path_factory) -> Path:
     """A scratch RC_PERCEPTION_CACHE with the held-out and calibration splits the tests use."""
-    from rc_perception.heldout import ensure_split
+    from rc_offline.heldout import ensure_split
     root = tmp_path_factory.mktemp('rc_cache')
     ensure_split('heldout', HELDOUT_FRAMES, root=root)
     ensure_split('calibration', 8, root=root)
@@ -48,8 +48,8 @@ def exported(tmp_path_factory, cache) -> Path:
     """FP32, FP16 and INT8 Q/DQ ONNX of the demo student, exported the way a user does."""
     pytest.importorskip('torch', reason='torch is needed to export the models (export_trt)')
     pytest.importorskip('modelopt', reason='nvidia-modelopt is needed for the INT8 Q/DQ export')
-    from rc_perception.heldout import ensure_split
-    from student_trt.export import main as export_main
+    from rc_offline.export import main as export_main
+    from rc_offline.heldout import ensure_split
     checkpoint = DEMO_CHECKPOINT
     if not checkpoint.is_file():
         from student_models import student_files
@@ -66,7 +66,7 @@ def exported(tmp_path_factory, cache) -> Path:
 def report(exported, cache, tmp_path_factory) -> tuple[dict, Path, str]:
     """One benchmark run over the exports on the default (held-out) set: (JSON, output path, stdout)."""
     out = tmp_path_factory.mktemp('results') / 'results.json'
-    done = subprocess.run([sys.executable, '-m', 'student_trt.benchmark', '--engine-dir', str(exported),
+    done = subprocess.run([sys.executable, '-m', 'rc_offline.benchmark', '--engine-dir', str(exported),
                            '--eval-frames', str(HELDOUT_FRAMES), '--output', str(out), *FAST],
                           capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, 'RC_PERCEPTION_CACHE': str(cache)})
@@ -160,10 +160,10 @@ def test_reference_rows_are_labelled_as_not_measured(report, exported, tmp_path,
 # --------------------------------------------------------------------------------- metric correctness
 
 def test_metrics_match_a_direct_computation_on_backend_outputs(report, exported, cache):
-    """The tool's figures (from its own process) equal rc_perception.metrics on the backend's outputs with
-    the ground truth taken at pixel (2i+1, 2j+1), computed here independently of student_trt.evaluation."""
-    from rc_perception.dataset import read_depth, read_image, read_rgb
-    from rc_perception.metrics import ConfusionMatrix, DepthErrors
+    """The tool's figures (from its own process) equal rc_offline.metrics on the backend's outputs with
+    the ground truth taken at pixel (2i+1, 2j+1), computed here independently of rc_offline.evaluation."""
+    from rc_offline.dataset import read_depth, read_image, read_rgb
+    from rc_offline.metrics import ConfusionMatrix, DepthErrors
     from student_trt.backends import open_backend
     data, _, _ = report
     name = next(m['file'] for m in data['models'] if m.get('precision') == 'fp32')
@@ -231,7 +231,7 @@ def _hand_made_set(root: Path) -> None:
     0 on columns 0-1, 1 on 2-5, 2 on 6-7; depth 2.0 m on 0-3, 1.1 m on 4-7, none on row 0.
     Frame b: everything blue: prediction class 2 / 1.0 m; ground truth class 2, 1.0 m.
     """
-    from rc_perception.dataset import write_depth, write_image
+    from rc_offline.dataset import write_depth, write_image
     pred_a = np.zeros((8, 8), np.intp)
     pred_a[:, 4:] = 1
     labels_a = np.zeros((8, 8), np.uint8)
@@ -320,7 +320,7 @@ def test_confusion_aggregation_pools_pixels_over_frames():
 
 
 def test_ground_truth_sampling_takes_odd_pixels_at_2x():
-    from student_trt.evaluation import ground_truth_on_grid
+    from rc_offline.evaluation import ground_truth_on_grid
     gt = np.arange(16 * 16).reshape(16, 16)
     np.testing.assert_array_equal(ground_truth_on_grid(gt, 8, 8), gt[1::2, 1::2])
     np.testing.assert_array_equal(ground_truth_on_grid(gt, 16, 16), gt)
@@ -401,7 +401,7 @@ def test_bad_input_is_one_clear_line(case, expected_code, fragment, tiny, tmp_pa
 
 
 def test_console_script_error_has_no_traceback(tmp_path):
-    done = subprocess.run([sys.executable, '-m', 'student_trt.benchmark', '--engine-dir',
+    done = subprocess.run([sys.executable, '-m', 'rc_offline.benchmark', '--engine-dir',
                            str(tmp_path / 'nowhere')], capture_output=True, text=True, timeout=60,
                           check=False)
     _one_line_error(done.returncode, done.stderr, 1, 'does not exist')

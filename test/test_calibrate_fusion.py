@@ -5,9 +5,9 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from depth_fusion.calibrate import main
 from depth_fusion.calibration import read_calibration
-from rc_perception.dataset import write_depth, write_image
+from rc_offline.calibrate import main
+from rc_offline.dataset import write_depth, write_image
 
 ALPHA, BETA = 1.15, -0.12
 STUDENT_SHAPE, TOF_SHAPE = (60, 80), (120, 160)

@@ -158,18 +158,22 @@ def test_camera_info_same_size():
 
 
 def test_camera_info_scaled_for_integer_resize():
+    # Half size: grid pixel j sits at camera pixel 2j + 1, so cx' = (319.5 - 1) / 2 = 159.25.
     half = codecs.camera_info_intrinsics(camera_info(), 320, 240)
-    assert half == Intrinsics(250.0, 255.0, 159.5, 119.5)
+    assert half == Intrinsics(250.0, 255.0, 159.25, 119.25)
+    # Double size: pixel j sits at camera coordinate j / 2 - 0.25, so cx' = (159.5 + 0.25) * 2 = 319.5.
     double = codecs.camera_info_intrinsics(camera_info(width=320, height=240, fx=250, fy=255, cx=159.5,
                                                        cy=119.5), 640, 480)
     assert double == Intrinsics(500.0, 510.0, 319.5, 239.5)
 
 
-def test_camera_info_other_mismatch_names_both_sizes():
-    with pytest.raises(codecs.IntrinsicsError, match=r'image is 300x240 but CameraInfo is 640x480'):
-        codecs.camera_info_intrinsics(camera_info(), 300, 240)
-    with pytest.raises(codecs.IntrinsicsError, match='not an integer-factor resize'):
-        codecs.camera_info_intrinsics(camera_info(), 320, 120)  # different factors per axis
+def test_camera_info_scaled_for_any_size_and_aspect():
+    """A 16:9 grid from a 4:3 CameraInfo (an aspect change) scales each axis on its own."""
+    # x: 640 -> 300, scale 32/15, offset (32/15 - 1) / 2 = 17/30; y: 480 -> 120, factor 4, offset 2.
+    intr = codecs.camera_info_intrinsics(camera_info(), 300, 120)
+    assert intr.fx == pytest.approx(500.0 * 15 / 32) and intr.fy == pytest.approx(510.0 / 4)
+    assert intr.cx == pytest.approx((319.5 - 17 / 30) * 15 / 32)
+    assert intr.cy == pytest.approx((239.5 - 2) / 4)
 
 
 def test_camera_info_zero_intrinsics_rejected():
@@ -177,3 +181,5 @@ def test_camera_info_zero_intrinsics_rejected():
         codecs.camera_info_intrinsics(camera_info(fx=0.0, fy=0.0), 640, 480)
     with pytest.raises(codecs.IntrinsicsError, match='zero size'):
         codecs.camera_info_intrinsics(camera_info(width=0, height=0), 640, 480)
+    with pytest.raises(codecs.IntrinsicsError, match=r'image has zero size \(0x480\); CameraInfo is 640x480'):
+        codecs.camera_info_intrinsics(camera_info(), 0, 480)

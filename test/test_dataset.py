@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rc_perception import dataset
+from rc_offline import dataset
 
 
 def test_depth_png_round_trip_in_millimetres(tmp_path):

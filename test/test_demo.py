@@ -18,7 +18,7 @@ REQUIRED = ['rmse_student', 'rmse_tof', 'rmse_fused', 'coverage_student', 'cover
 def test_demo_runs_end_to_end_and_fusion_does_what_the_seed_claims(tmp_path):
     out = tmp_path / 'demo_output'
     result = subprocess.run(
-        [sys.executable, '-m', 'rc_perception.demo', '--frames', '12', '--calib-frames', '6',
+        [sys.executable, '-m', 'rc_offline.demo', '--frames', '12', '--calib-frames', '6',
          '--output', str(out), '--cache', str(tmp_path / 'cache')],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f'demo failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}'
@@ -43,7 +43,7 @@ def test_demo_runs_end_to_end_and_fusion_does_what_the_seed_claims(tmp_path):
 
 
 def test_demo_rejects_bad_arguments_with_one_line(tmp_path):
-    result = subprocess.run([sys.executable, '-m', 'rc_perception.demo', '--frames', '1',
+    result = subprocess.run([sys.executable, '-m', 'rc_offline.demo', '--frames', '1',
                              '--output', str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -57,8 +57,9 @@ def write_recording(bag, frames):
     from rosbags.typesys import Stores, get_typestore
     from std_msgs.msg import Header
 
-    from rc_perception import codecs, dataset
-    from rc_perception.replay import DatasetSource
+    from rc_offline import dataset
+    from rc_offline.replay import DatasetSource
+    from rc_perception import codecs
 
     source = DatasetSource(frames, rate=15.0)
     info = source.camera_info()
@@ -85,11 +86,11 @@ def write_recording(bag, frames):
 
 
 def test_demo_replays_a_recorded_bag_without_ground_truth(tmp_path):
-    from rc_perception.heldout import ensure_split
+    from rc_offline.heldout import ensure_split
     count = write_recording(tmp_path / 'bag', ensure_split('heldout', 6, root=tmp_path / 'cache'))
     out = tmp_path / 'out'
     result = subprocess.run(
-        [sys.executable, '-m', 'rc_perception.demo', '--replay', str(tmp_path / 'bag'), '--output', str(out),
+        [sys.executable, '-m', 'rc_offline.demo', '--replay', str(tmp_path / 'bag'), '--output', str(out),
          '--cache', str(tmp_path / 'cache'), '--calib-frames', '4', '--rgb-topic', '/cam/color/image_raw',
          '--depth-topic', '/tof/depth', '--confidence-topic', '/tof/confidence',
          '--camera-info-topic', '/cam/color/camera_info'],

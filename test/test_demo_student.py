@@ -8,9 +8,9 @@ import pytest
 
 torch = pytest.importorskip('torch', reason='torch is needed to load the demo student checkpoint')
 
+from rc_offline import train  # noqa: E402
+from rc_offline.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
 from rc_perception.resources import SOURCE_ROOT  # noqa: E402
-from student_trt import train  # noqa: E402
-from student_trt.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
 
 CHECKPOINT = SOURCE_ROOT / 'models' / 'student_demo.pt'
 #: Not the training seed (1) nor the held-out seed the training script reports on (1001).

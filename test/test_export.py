@@ -1,7 +1,7 @@
 """export_trt end to end on a small, briefly trained student: ONNX round trip and metadata, FP16 and INT8
 accuracy against FP32 in ONNX Runtime, random-calibration handling, and one-line errors for bad arguments.
 
-Tolerances are the tool's own (student_trt.export): FP16 vs FP32 depth RMSE <= 0.2 % of the depth range,
+Tolerances are the tool's own (rc_offline.export): FP16 vs FP32 depth RMSE <= 0.2 % of the depth range,
 max |diff| <= 2 %, segmentation argmax agreement >= 99 %; INT8 vs FP32 depth RMSE <= 2 % of the range,
 agreement >= 95 %. FP32 ONNX vs PyTorch: 1e-3 m depth, 1e-3 x max |logit|.
 """
@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from rc_perception.dataset import write_image
+from rc_offline.dataset import write_image
 from student_trt.metadata import ModelSpec
 
 torch = pytest.importorskip('torch')
@@ -22,10 +22,10 @@ onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('modelopt.onnx.quantization', reason='nvidia-modelopt not installed')
 
-from student_trt import export  # noqa: E402  (after the skips)
-from student_trt.checkpoint import save_checkpoint  # noqa: E402
+from rc_offline import export  # noqa: E402  (after the skips)
+from rc_offline.checkpoint import save_checkpoint  # noqa: E402
+from rc_offline.model import StudentConfig, StudentNet  # noqa: E402
 from student_trt.engine_sidecar import sha256_file  # noqa: E402
-from student_trt.model import StudentConfig, StudentNet  # noqa: E402
 from student_trt.preprocess import Preprocessor  # noqa: E402
 from student_trt.trt_build import plan_build, tensorrt_version  # noqa: E402
 
@@ -324,7 +324,7 @@ def test_other_bad_flags(work, capsys, flags, message):
 
 
 def test_console_process_exit_code_and_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, '-m', 'student_trt.export', '--checkpoint',
+    result = subprocess.run([sys.executable, '-m', 'rc_offline.export', '--checkpoint',
                              str(tmp_path / 'missing.pt')], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result
     assert result.stderr.strip().splitlines() == [f'export_trt: error: checkpoint {tmp_path}/missing.pt does '

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rc_perception.metrics import ConfusionMatrix, DepthErrors, depth_errors
+from rc_offline.metrics import ConfusionMatrix, DepthErrors, depth_errors
 
 
 def test_depth_errors_by_hand():

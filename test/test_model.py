@@ -7,14 +7,14 @@ from student_trt.metadata import ModelSpec
 
 torch = pytest.importorskip('torch')
 
-from student_trt.checkpoint import (  # noqa: E402  (after the torch skip)
+from rc_offline.checkpoint import (  # noqa: E402  (after the torch skip)
     FORMAT,
     CheckpointError,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
-from student_trt.model import StudentConfig, StudentNet, count_parameters, estimate_gflops  # noqa: E402
+from rc_offline.model import StudentConfig, StudentNet, count_parameters, estimate_gflops  # noqa: E402
 
 ALLOWED_OPS = {'Conv', 'Relu', 'Resize', 'Add', 'Sigmoid', 'Mul', 'Constant', 'Concat'}
 
@@ -80,7 +80,7 @@ def test_config_dict_round_trip_and_unknown_fields():
 
 def test_exports_only_tensorrt_friendly_operators():
     pytest.importorskip('onnx')
-    from student_trt.export import export_fp32
+    from rc_offline.export import export_fp32
     net = small_net(base_channels=8)
     proto = export_fp32(net, ModelSpec(height=32, width=48), opset=17)
     ops = {n.op_type for n in proto.graph.node}

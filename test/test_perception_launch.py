@@ -32,7 +32,7 @@ from launch_ros.actions import Node
 from launch_testing_ros import WaitForTopics
 from sensor_msgs.msg import PointCloud2, PointField
 
-from rc_perception.heldout import ensure_split
+from rc_offline.heldout import ensure_split
 from rc_perception.resources import share_file
 
 CLOUD = '/perception/fused_depth_points'
@@ -42,7 +42,7 @@ def _prepare(workdir: Path) -> tuple[Path, Path, Path]:
     """A small synthetic camera recording, the demo model exported to ONNX, and a params file."""
     data = ensure_split('heldout', 8, root=workdir)
     export = subprocess.run(
-        [sys.executable, '-m', 'student_trt.export',
+        [sys.executable, '-m', 'rc_offline.export',
          '--checkpoint', str(share_file('models', 'student_demo.pt')),
          '--output-dir', str(workdir / 'exported'), '--precision', 'fp32', '--skip-trt'],
         capture_output=True, text=True, timeout=300)

@@ -94,15 +94,33 @@ def test_ray_grid_is_cached_until_intrinsics_or_size_change():
     assert grid.rebuilds == 3
 
 
-def test_scaled_intrinsics_project_a_resized_image_consistently():
-    """A 2x-downscaled depth with scaled K sees the same plane geometry as the full-size one."""
-    full = Intrinsics(fx=400.0, fy=400.0, cx=63.5, cy=47.5)
-    half = scale_intrinsics(full, (128, 96), (64, 48))
-    depth = np.full((96, 128), 3.0, np.float32)
+def test_decimated_grid_back_projects_to_the_same_points_as_full_resolution():
+    """A depth sampled at the shared grid convention (pixel 2j + 1 for a factor 2, 3j + 1 for 3) with K
+    scaled by scale_intrinsics gives exactly the full-resolution point of the sampled pixel."""
+    full = Intrinsics(fx=400.0, fy=410.0, cx=59.5, cy=47.25)
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.5, 4.0, (96, 120)).astype(np.float32)
     p_full = backproject(depth, '32FC1', full)
-    p_half = backproject(depth[::2, ::2], '32FC1', half)
-    # Half-resolution pixel (0, 0) covers full-resolution pixels 0..1: its ray passes through their middle.
-    np.testing.assert_allclose(p_half[0, 0], p_full[0:2, 0:2].reshape(-1, 3).mean(axis=0), rtol=1e-5)
+    for f in (2, 3, 4):
+        small = scale_intrinsics(full, (120, 96), (120 // f, 96 // f))
+        o = f // 2
+        p_small = backproject(np.ascontiguousarray(depth[o::f, o::f]), '32FC1', small)
+        np.testing.assert_allclose(p_small, p_full[o::f, o::f], atol=1e-6, rtol=0,
+                                   err_msg=f'factor {f}: decimated points differ from full resolution')
+
+
+def test_axis_map_conventions():
+    from rc_perception.camera import axis_map
+    assert (axis_map(640, 320).scale, axis_map(640, 320).offset) == (2.0, 1.0)
+    assert (axis_map(480, 160).scale, axis_map(480, 160).offset) == (3.0, 1.0)
+    np.testing.assert_array_equal(axis_map(8, 4).nearest(4, 8), [1, 3, 5, 7])
+    np.testing.assert_array_equal(axis_map(2, 6).nearest(6, 2), [0, 0, 0, 1, 1, 1])  # upsampling: j // 3
+    up = axis_map(320, 640)
+    assert (up.scale, up.offset) == (0.5, -0.25)
+    odd = axis_map(848, 320)  # not a whole factor: area centres, nearest pixel within half a pixel
+    centres = odd.source_coordinate(np.arange(320))
+    assert np.all(np.abs(odd.nearest(320, 848) - centres) <= 0.5)
+    assert odd.offset == pytest.approx((848 / 320 - 1) / 2)
 
 
 def test_to_metres_rejects_non_depth_encoding():

@@ -8,8 +8,9 @@ from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from rc_perception import codecs, dataset
-from rc_perception.replay import BagSource, DatasetSource, Replayer, open_source
+from rc_offline import dataset
+from rc_offline.replay import BagSource, DatasetSource, Replayer, open_source
+from rc_perception import codecs
 
 from ros_harness import node_process, stop_process
 
@@ -112,7 +113,7 @@ def test_unusable_sources_are_named(tmp_path):
 def test_replay_node_process_publishes_and_exits_cleanly(ros_graph, tmp_path):
     root = write_dataset(tmp_path / 'data', frames=5)
     rgb = ros_graph.collect(Image, 'camera/rgb')
-    proc = node_process('rc_perception.replay',
+    proc = node_process('rc_offline.replay',
                         ['-p', f'source:={root}', '-p', 'rate:=5.0', '-p', 'loop:=true'])
     try:
         rgb.wait_for(6, timeout=30.0)  # more than the folder holds: it loops
@@ -123,7 +124,7 @@ def test_replay_node_process_publishes_and_exits_cleanly(ros_graph, tmp_path):
 
 
 def test_replay_node_without_source_exits_with_one_line(tmp_path):
-    proc = node_process('rc_perception.replay')
+    proc = node_process('rc_offline.replay')
     out, _ = proc.communicate(timeout=30.0)
     assert proc.returncode == 1, out
     assert 'set the source parameter' in out and 'Traceback' not in out, out

@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from rc_perception import dataset, scenes
+from rc_offline import dataset, scenes
+from rc_offline.tof_sim import ToFConfig
 from rc_perception.camera import Intrinsics
 from rc_perception.labels import CLASS_NAMES
-from rc_perception.tof_sim import ToFConfig
 
 TOF = ToFConfig()
 INTR = Intrinsics(480.0, 480.0, 319.5, 239.5)

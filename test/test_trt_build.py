@@ -97,8 +97,8 @@ def fp32_onnx(tmp_path_factory, trt):
     torch = pytest.importorskip('torch')
     import onnx
 
-    from student_trt.export import export_fp32
-    from student_trt.model import StudentConfig, StudentNet
+    from rc_offline.export import export_fp32
+    from rc_offline.model import StudentConfig, StudentNet
     torch.manual_seed(0)
     spec = ModelSpec(height=64, width=96)
     path = tmp_path_factory.mktemp('trt') / 'student_fp32.onnx'

@@ -17,7 +17,7 @@ to that model alone):
   accuracy        on --eval-data (rgb/, depth/, labels/; default: the built-in held-out synthetic driving
                   sequence, --eval-frames frames): depth RMSE (m), AbsRel, delta < 1.25, IoU per class and
                   mean, at the model's output size with the ground truth sampled at the output pixel centres
-                  (student_trt.evaluation).
+                  (rc_offline.evaluation).
   machine         CPU, cores, memory, GPU, TensorRT / ONNX Runtime / numpy versions, load; on a Jetson the
                   model, L4T release, power mode (nvpmodel -q) and CPU / GPU clocks. "n/a: why" where absent.
 
@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from student_trt.evaluation import na
+from rc_offline.evaluation import na
 
 __all__ = ['BenchmarkError', 'DEFAULT_HELDOUT_FRAMES', 'REFERENCE_ROWS', 'REFERENCE_SOURCE', 'UsageError',
            'build_parser', 'discover_models', 'latency_stats', 'machine_facts', 'main', 'markdown_report',
@@ -422,8 +422,8 @@ def _evaluation_frame(eval_dir: str | None, eval_frames: int | None) -> tuple[np
     an evaluation set."""
     if eval_dir is None or eval_frames == 0:
         return None, ''
-    from rc_perception.dataset import read_rgb
-    from student_trt.evaluation import select_frames
+    from rc_offline.dataset import read_rgb
+    from rc_offline.evaluation import select_frames
     frame = select_frames(eval_dir, eval_frames)[0]
     rgb = read_rgb(frame.paths['rgb'])
     return rgb, f'{rgb.shape[0]}x{rgb.shape[1]} frame {frame.stem} of the evaluation set'
@@ -445,8 +445,8 @@ def measure_model(config: dict) -> dict:
     Raises:
         BackendError, DatasetError: the model or the evaluation set cannot be used.
     """
+    from rc_offline.evaluation import EvalResult, evaluate
     from student_trt.backends import open_backend
-    from student_trt.evaluation import EvalResult, evaluate
     from student_trt.postprocess import Postprocessor
     from student_trt.preprocess import Preprocessor
 
@@ -548,8 +548,8 @@ def measure_model(config: dict) -> dict:
 
 
 def _measure_one_main(config_path: str, result_path: str) -> int:
-    """``python -m student_trt.benchmark --measure-one CONFIG RESULT``: the per-model child process."""
-    from rc_perception.dataset import DatasetError
+    """``python -m rc_offline.benchmark --measure-one CONFIG RESULT``: the per-model child process."""
+    from rc_offline.dataset import DatasetError
     from student_trt.backends import BackendError
     config = json.loads(Path(config_path).read_text())
     try:
@@ -578,7 +578,7 @@ def run_isolated(config: dict) -> dict:
         config_path, result_path = Path(tmp) / 'config.json', Path(tmp) / 'result.json'
         config_path.write_text(json.dumps(config))
         try:
-            done = subprocess.run([sys.executable, '-m', 'student_trt.benchmark', '--measure-one',
+            done = subprocess.run([sys.executable, '-m', 'rc_offline.benchmark', '--measure-one',
                                    str(config_path), str(result_path)], capture_output=True, text=True,
                                   env=env, check=False, timeout=MEASURE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -804,8 +804,8 @@ def _evaluation_set(args: argparse.Namespace) -> tuple[str | None, int | None, s
     Raises:
         BenchmarkError: --eval-data is not a usable evaluation set.
     """
-    from rc_perception.dataset import DatasetError
-    from student_trt.evaluation import GT_SAMPLING, select_frames
+    from rc_offline.dataset import DatasetError
+    from rc_offline.evaluation import GT_SAMPLING, select_frames
     if args.eval_frames == 0:
         return None, 0, 'skipped (--eval-frames 0): accuracy columns are n/a'
     if args.eval_data is not None:
@@ -815,7 +815,7 @@ def _evaluation_set(args: argparse.Namespace) -> tuple[str | None, int | None, s
             raise BenchmarkError(f'--eval-data: {exc}') from None
         return str(args.eval_data), args.eval_frames, (f'{len(chosen)} frames of {args.eval_data}; '
                                                         f'{GT_SAMPLING}')
-    from rc_perception.heldout import HELDOUT_SEED, ensure_split
+    from rc_offline.heldout import HELDOUT_SEED, ensure_split
     frames = args.eval_frames or DEFAULT_HELDOUT_FRAMES
 
     def progress(done: int, ms: float) -> None:
@@ -823,7 +823,7 @@ def _evaluation_set(args: argparse.Namespace) -> tuple[str | None, int | None, s
             _say(f'generating the held-out set: {done}/{frames} frames ({ms:.0f} ms each)')
 
     folder = ensure_split('heldout', frames, progress=progress)
-    return str(folder), None, (f'built-in held-out synthetic driving sequence (rc_perception.heldout, seed '
+    return str(folder), None, (f'built-in held-out synthetic driving sequence (rc_offline.heldout, seed '
                                f'{HELDOUT_SEED}), {frames} frames, {folder}; {GT_SAMPLING}')
 
 

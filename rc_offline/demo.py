@@ -3,7 +3,7 @@
 Steps (each says what it does; generated data and exported models are cached between runs):
 
 1. a held-out synthetic driving sequence (RGB, ground truth, simulated ToF + confidence) and a separate
-   set of INT8 calibration images (rc_perception.heldout);
+   set of INT8 calibration images (rc_offline.heldout);
 2. export of the committed demo checkpoint with export_trt: ONNX FP32 and INT8 Q/DQ calibrated on the
    generated images (TensorRT engines too where TensorRT is installed);
 3. student_trt_node, depth_fusion_node and pointcloud_xyz_node, each its own process, with
@@ -49,7 +49,7 @@ def _checkpoint_hash(path: Path) -> str:
 
 def export_models(checkpoint: Path, calib_dir: Path, out: Path, precisions: str) -> Path:
     """export_trt into a folder keyed by the checkpoint's hash; reused when its ONNX files exist."""
-    from student_trt import export
+    from rc_offline import export
     folder = out / f'exported-{checkpoint.stem}-{_checkpoint_hash(checkpoint)}-{calib_dir.name}'
     wanted = [folder / f'{checkpoint.stem}_{p if p != "int8" else "int8_qdq"}.onnx'
               for p in precisions.split(',')]
@@ -75,8 +75,8 @@ class Recorder:
         from rclpy.qos import QoSProfile
         from sensor_msgs.msg import Image, PointCloud2
 
+        from rc_offline.replay import Replayer
         from rc_perception import qos
-        from rc_perception.replay import Replayer
 
         self.context = Context()
         rclpy.init(context=self.context)
@@ -246,8 +246,8 @@ def _diag_value(diags: dict, node: str, key: str) -> float | None:
 def _prepare_data(args: argparse.Namespace, cache: Path):
     """Step 1: the replay source, the folder with ground truth (None for a recording without it) and the
     INT8 calibration images."""
-    from rc_perception.heldout import ensure_split
-    from rc_perception.replay import DatasetSource, open_source
+    from rc_offline.heldout import ensure_split
+    from rc_offline.replay import DatasetSource, open_source
 
     def progress(n: int, ms: float) -> None:
         if n % 20 == 0:
@@ -302,8 +302,8 @@ def _prepare_model(args: argparse.Namespace, calib: Path | None, cache: Path) ->
 def _run_pipeline(args: argparse.Namespace, source, frames: int, model: Path, params_file: Path,
                   out: Path, panel_stems: set[str]) -> tuple[Recorder, dict[str, int], float]:
     """Step 3: the node processes, fed by the replay in this process; returns what was recorded."""
+    from rc_offline.pipeline import NodeProcesses, keep_discovery_local
     from rc_perception.fastdds import apply_large_message_profile
-    from rc_perception.pipeline import NodeProcesses, keep_discovery_local
 
     rate = f'at {args.rate:g} Hz' if args.replay is None or Path(args.replay, 'rgb').is_dir() else \
         'with its recorded timing'
@@ -359,13 +359,13 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from depth_fusion.fusion import FusionConfig
-    from rc_perception import dataset
-    from rc_perception.demo_eval import FrameOutputs, score_frames, score_outputs_only
-    from rc_perception.demo_report import load_poses, write_metrics, write_panels, write_report
+    from rc_offline import dataset
+    from rc_offline.demo_eval import FrameOutputs, score_frames, score_outputs_only
+    from rc_offline.demo_report import load_poses, write_metrics, write_panels, write_report
+    from rc_offline.heldout import cache_root
+    from rc_offline.pipeline import default_params_file
+    from rc_offline.replay import DatasetSource
     from rc_perception.depth import to_metres
-    from rc_perception.heldout import cache_root
-    from rc_perception.pipeline import default_params_file
-    from rc_perception.replay import DatasetSource
     from student_trt.metadata import ModelSpec
 
     started = time.monotonic()

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from depth_fusion.fusion import FusionConfig, resample_nearest, tof_valid
+from rc_offline.metrics import ConfusionMatrix, DepthErrors
 from rc_perception.depth import to_metres
-from rc_perception.metrics import ConfusionMatrix, DepthErrors
 
 __all__ = ['FrameOutputs', 'Scores', 'score_frames', 'score_outputs_only']
 

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rc_offline.model import StudentConfig, StudentNet
 from student_trt.metadata import ModelSpec
-from student_trt.model import StudentConfig, StudentNet
 
 __all__ = ['FORMAT', 'Checkpoint', 'CheckpointError', 'load_checkpoint', 'read_checkpoint', 'save_checkpoint']
 
@@ -191,7 +191,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
                  else f"keys {', '.join(sorted(map(str, data))[:_MAX_LISTED])}" if isinstance(data, dict)
                  else f'a {type(data).__name__}')
         raise CheckpointError(f"{path}: not an rc_perception student checkpoint (expected format "
-                              f"'{FORMAT}', found {found}); save it with student_trt.checkpoint."
+                              f"'{FORMAT}', found {found}); save it with rc_offline.checkpoint."
                               'save_checkpoint')
     unknown = sorted(set(data) - set(_KEYS))
     missing = [k for k in _KEYS if k not in data and k != 'extra']

@@ -20,23 +20,23 @@ What is modelled:
 * **Per frame** (``SceneFrame``): ``rgb`` (H, W, 3) uint8; ``depth`` (H, W) float32 metres along optical Z;
   ``labels`` (H, W) uint8 ids of ``rc_perception.labels.CLASS_NAMES`` (poles are 'cylinder', partition
   walls are 'wall'); ``tof_mm`` (H, W) uint16 millimetres, 0 = invalid; ``confidence`` (H, W) uint8,
-  0 where the ToF is invalid (see ``rc_perception.tof_sim`` for the ToF failure model); the intrinsics
+  0 where the ToF is invalid (see ``rc_offline.tof_sim`` for the ToF failure model); the intrinsics
   and the camera pose.
 * **Two modes**: independent random frames (a new scene per frame: training) and a sequence (one scene,
   the camera driving a smooth loop through it at ``rate_hz``: the demo's replay).
 
 World frame: x, y horizontal, z up, floor at z = 0. Generating a 640x480 frame (RGB, ground truth, ToF)
 takes about 80-120 ms on one core of the 2-core development machine; writing its five PNGs about 100 ms
-more (``python -m rc_perception.scenes`` prints the figure).
+more (``python -m rc_offline.scenes`` prints the figure).
 
 Usage::
 
-    from rc_perception import scenes
+    from rc_offline import scenes
     for frame in scenes.random_frames(seed=1, count=10):        # or scenes.sequence_frames(seed=1, count=80)
         frame.rgb, frame.depth, frame.labels, frame.tof_mm, frame.confidence, frame.intrinsics
-    scenes.write_split('out/', scenes.sequence_frames(seed=7, count=80))   # rc_perception.dataset layout
+    scenes.write_split('out/', scenes.sequence_frames(seed=7, count=80))   # rc_offline.dataset layout
 
-    python -m rc_perception.scenes --out data/heldout --frames 80 --seed 7 --sequence
+    python -m rc_offline.scenes --out data/heldout --frames 80 --seed 7 --sequence
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rc_perception.camera import Intrinsics, scale_intrinsics
+from rc_offline.tof_sim import ToFConfig, fast_normal, simulate_tof
+from rc_perception.camera import Intrinsics
 from rc_perception.labels import CLASS_NAMES
-from rc_perception.tof_sim import ToFConfig, fast_normal, simulate_tof
 
 __all__ = [
     'HEIGHT', 'WIDTH', 'Box', 'CameraPose', 'Cylinder', 'Door', 'GeometryRender', 'Material', 'Scene',
@@ -1103,12 +1103,20 @@ def sequence_frames(seed: int, count: int, rate_hz: float = 15.0, tof: ToFConfig
         yield render_frame(scene, pose, intr, frame_rng(seed, i), tof, stamp=i / rate_hz, index=i)
 
 
+def area_intrinsics(intr: Intrinsics, scale: int) -> Intrinsics:
+    """Intrinsics of an area-average downscale by ``scale``: pixel ``j`` is the centre of source block
+    ``[scale * j, scale * j + scale)``, i.e. ``cx' = (cx + 0.5) / scale - 0.5``. (What the student sees; the
+    runtime grid convention, ``rc_perception.camera.axis_map``, samples an existing pixel instead.)"""
+    return Intrinsics(fx=intr.fx / scale, fy=intr.fy / scale, cx=(intr.cx + 0.5) / scale - 0.5,
+                      cy=(intr.cy + 0.5) / scale - 0.5)
+
+
 def training_sample(seed: int, index: int, scale: int = 2,
                     vary_intrinsics: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training triple for random frame ``index`` of split ``seed``: the 640x480 RGB (exactly the RGB of
     ``random_frames``' frame when ``vary_intrinsics`` matches; no ToF is simulated), and depth and labels
-    rendered directly at 1/``scale`` resolution with ``camera.scale_intrinsics``. The pixel centres of that
-    grid are the centres of the ``scale`` x ``scale`` blocks that an area-average resize of the RGB (what
+    rendered directly at 1/``scale`` resolution with ``area_intrinsics``. The pixel centres of that grid
+    are the centres of the ``scale`` x ``scale`` blocks that an area-average resize of the RGB (what
     ``student_trt.preprocess`` does for integer factors) averages, so targets and inputs line up exactly.
 
     Returns:
@@ -1120,8 +1128,7 @@ def training_sample(seed: int, index: int, scale: int = 2,
     intr = random_intrinsics(rng) if vary_intrinsics else _split_intrinsics(seed)
     _, rgb, _, _ = _render_rgb(scene, pose, intr, rng, WIDTH, HEIGHT)
     w, h = WIDTH // scale, HEIGHT // scale
-    small = render_geometry(scene, pose, scale_intrinsics(intr, (WIDTH, HEIGHT), (w, h)), w, h,
-                            shading_inputs=False)
+    small = render_geometry(scene, pose, area_intrinsics(intr, scale), w, h, shading_inputs=False)
     return rgb, small.depth, small.labels
 
 
@@ -1131,7 +1138,7 @@ def training_sample(seed: int, index: int, scale: int = 2,
 
 def write_split(out: str | Path, frames: Iterable[SceneFrame], tof: ToFConfig | None = None,
                 depth_format: str = 'png', meta: dict | None = None, progress=None) -> dict:
-    """Write frames in the ``rc_perception.dataset`` layout and return a summary.
+    """Write frames in the ``rc_offline.dataset`` layout and return a summary.
 
     Writes ``rgb/``, ``depth/`` (16-bit PNG millimetres or float32 .npy metres, per ``depth_format``),
     ``labels/``, ``tof/`` (16-bit PNG mm, 0 = invalid), ``confidence/`` (8-bit PNG), ``camera.yaml``
@@ -1145,7 +1152,7 @@ def write_split(out: str | Path, frames: Iterable[SceneFrame], tof: ToFConfig | 
     Raises:
         ValueError: ``depth_format`` is neither 'png' nor 'npy', or frames differ in intrinsics or size.
     """
-    from rc_perception import dataset
+    from rc_offline import dataset
     if depth_format not in ('png', 'npy'):
         raise ValueError(f"depth_format must be 'png' or 'npy', got {depth_format!r}")
     tof = tof or ToFConfig()
@@ -1183,8 +1190,8 @@ def write_split(out: str | Path, frames: Iterable[SceneFrame], tof: ToFConfig | 
 
 def main(argv: list[str] | None = None) -> int:
     """Generate a synthetic split (RGB, ground-truth depth, labels, simulated ToF + confidence) on disk."""
-    parser = argparse.ArgumentParser(prog='python -m rc_perception.scenes', description=main.__doc__)
-    parser.add_argument('--out', required=True, help='output folder (rc_perception.dataset layout)')
+    parser = argparse.ArgumentParser(prog='python -m rc_offline.scenes', description=main.__doc__)
+    parser.add_argument('--out', required=True, help='output folder (rc_offline.dataset layout)')
     parser.add_argument('--frames', type=int, default=20, help='number of frames (default 20)')
     parser.add_argument('--seed', type=int, default=0, help='split seed (default 0)')
     parser.add_argument('--sequence', action='store_true',
@@ -1205,7 +1212,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     frames = (sequence_frames(args.seed, args.frames, args.rate, tof) if args.sequence
               else random_frames(args.seed, args.frames, tof=tof))
-    meta = {'generator': 'rc_perception.scenes', 'seed': args.seed,
+    meta = {'generator': 'rc_offline.scenes', 'seed': args.seed,
             'mode': 'sequence' if args.sequence else 'random', 'rate_hz': args.rate}
 
     tty = sys.stdout.isatty()

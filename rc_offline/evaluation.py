@@ -1,9 +1,9 @@
 """Accuracy of one loaded student model on a frame folder: depth RMSE, AbsRel, delta < 1.25, segmentation IoU.
 
 ``evaluate(backend, dataset_dir, frames=N) -> EvalResult`` runs a ``student_trt.backends.Backend`` over the
-frames of an ``rc_perception.dataset`` folder (``rgb/``, ``depth/``, ``labels/``) exactly as the node does
+frames of an ``rc_offline.dataset`` folder (``rgb/``, ``depth/``, ``labels/``) exactly as the node does
 (``Preprocessor``, ``backend.infer``, ``Postprocessor`` at the model's size) and accumulates
-``rc_perception.metrics.DepthErrors`` and ``ConfusionMatrix`` over all pixels of all frames (a set's metric
+``rc_offline.metrics.DepthErrors`` and ``ConfusionMatrix`` over all pixels of all frames (a set's metric
 is over its pixels, not a mean of per-frame values). The benchmark and the demo both call it.
 
 Grid: metrics are computed at the model's output size (its input size, e.g. 240x320), the grid the student
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rc_perception.dataset import DatasetError, Frame, frame_stems, read_depth, read_image, read_rgb
-from rc_perception.metrics import ConfusionMatrix, DepthErrors
+from rc_offline.dataset import DatasetError, Frame, frame_stems, read_depth, read_image, read_rgb
+from rc_offline.metrics import ConfusionMatrix, DepthErrors
 from student_trt.postprocess import Postprocessor, resize_nearest
 from student_trt.preprocess import Preprocessor
 
@@ -167,7 +167,7 @@ def evaluate(backend, dataset_dir: str | Path, frames: int | None = None,
 
     Args:
         backend: the loaded model; its ``spec`` gives preprocessing, output size and classes.
-        dataset_dir: a folder with rgb/, depth/ and labels/ (``rc_perception.dataset`` layout).
+        dataset_dir: a folder with rgb/, depth/ and labels/ (``rc_offline.dataset`` layout).
         frames: evaluate this many frames, spread evenly over the set (default: all).
         on_frame: called as ``on_frame(done, total)`` after each frame (progress).
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rc_perception.dataset import IMAGE_SUFFIXES, DatasetError, read_rgb
+from rc_offline.dataset import IMAGE_SUFFIXES, DatasetError, read_rgb
 from student_trt.metadata import KEY_PREFIX, PRECISIONS, ModelSpec
 
 __all__ = ['Artifact', 'ExportError', 'UsageError', 'build_parser', 'compare', 'export_fp32',
@@ -277,8 +277,8 @@ def run_onnx(path: Path, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def compare(reference: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]) -> dict:
     """``other`` against ``reference`` (each a (depth, seg_logits) batch): depth RMSE and max |difference|
-    (m), share of pixels with the same segmentation argmax, mIoU of the argmaxes (rc_perception.metrics)."""
-    from rc_perception.metrics import ConfusionMatrix, DepthErrors
+    (m), share of pixels with the same segmentation argmax, mIoU of the argmaxes (rc_offline.metrics)."""
+    from rc_offline.metrics import ConfusionMatrix, DepthErrors
     ref_depth, ref_seg = reference
     depth, seg = other
     errors = DepthErrors().add(depth, ref_depth)
@@ -404,9 +404,9 @@ def run_export(args: argparse.Namespace) -> int:
     import onnx
     import torch
 
-    from student_trt.checkpoint import CheckpointError, read_checkpoint
-    from student_trt.model import count_parameters, estimate_gflops
-    from student_trt.quantize import QuantizeError, convert_fp16, quantize_int8
+    from rc_offline.checkpoint import CheckpointError, read_checkpoint
+    from rc_offline.model import count_parameters, estimate_gflops
+    from rc_offline.quantize import QuantizeError, convert_fp16, quantize_int8
 
     start = time.perf_counter()
     try:
@@ -640,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--checkpoint', help='student checkpoint (.pt written by student_trt.checkpoint)')
+    source.add_argument('--checkpoint', help='student checkpoint (.pt written by rc_offline.checkpoint)')
     source.add_argument('--from-onnx', metavar='ONNX',
                         help='build engines from ONNX files exported earlier (any <stem>_*.onnx of the set; '
                              'the others are found beside it); needs tensorrt, not torch')

@@ -1,16 +1,16 @@
 """Train the demo student on synthetic scenes and write a checkpoint (``train_student``).
 
-Data: independent random frames of ``rc_perception.scenes`` (a new room or corridor per frame). The input
+Data: independent random frames of ``rc_offline.scenes`` (a new room or corridor per frame). The input
 is made exactly as deployed: the 640x480 RGB through ``student_trt.preprocess.Preprocessor`` (area average
 to 240x320, normalization). Targets are ground-truth depth and labels rendered directly at 240x320 with
-the intrinsics scaled by ``rc_perception.camera.scale_intrinsics``, whose pixel centres are the centres of
+the intrinsics scaled by ``rc_offline.scenes.area_intrinsics``, whose pixel centres are the centres of
 the 2x2 blocks the area average combines (see ``scenes.training_sample``).
 
 Loss: L1 of log depth (scale-aware, metric) + 0.5 x cross-entropy of the segmentation. AdamW with a short
 warm-up and cosine decay; random horizontal flips and small brightness/colour jitter. Mixed precision
 (bfloat16) on CUDA.
 
-At the end the script evaluates on held-out frames of another seed with ``rc_perception.metrics`` (depth
+At the end the script evaluates on held-out frames of another seed with ``rc_offline.metrics`` (depth
 RMSE, AbsRel, delta < 1.25 at 240x320 over every pixel; mIoU) next to a constant-depth baseline (the
 training set's median depth), prints a table and, last, one JSON line, and stores the figures in the
 checkpoint's ``extra``.
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rc_offline.metrics import ConfusionMatrix, DepthErrors
 from rc_perception.labels import CLASS_NAMES
-from rc_perception.metrics import ConfusionMatrix, DepthErrors
 from student_trt.metadata import ModelSpec
 from student_trt.preprocess import Preprocessor
 
@@ -64,7 +64,7 @@ class TrainingSet:
 
 
 def _render_one(job: tuple[int, int, ModelSpec]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from rc_perception import scenes
+    from rc_offline import scenes
     seed, index, spec = job
     scale = scenes.HEIGHT // spec.height
     rgb, depth, labels = scenes.training_sample(seed, index, scale=scale)
@@ -79,7 +79,7 @@ def render_set(seed: int, count: int, spec: ModelSpec = DEMO_SPEC, workers: int 
     Raises:
         ValueError: ``spec``'s input size is not 640x480 divided by a whole factor.
     """
-    from rc_perception import scenes
+    from rc_offline import scenes
     if scenes.HEIGHT % spec.height or scenes.WIDTH % spec.width or \
             scenes.HEIGHT // spec.height != scenes.WIDTH // spec.width:
         raise ValueError(f'model input {spec.width}x{spec.height} must be {scenes.WIDTH}x{scenes.HEIGHT} '
@@ -109,7 +109,7 @@ def render_set(seed: int, count: int, spec: ModelSpec = DEMO_SPEC, workers: int 
 
 def score(pred_depth: np.ndarray, gt_depth: np.ndarray, pred_labels: np.ndarray | None = None,
           gt_labels: np.ndarray | None = None, num_classes: int = len(CLASS_NAMES)) -> dict[str, float]:
-    """Depth RMSE / AbsRel / delta1 (``rc_perception.metrics``) and, given labels, mIoU."""
+    """Depth RMSE / AbsRel / delta1 (``rc_offline.metrics``) and, given labels, mIoU."""
     errors = DepthErrors().add(pred_depth, gt_depth).summary()
     out = {'rmse': errors['rmse'], 'absrel': errors['absrel'], 'delta1': errors['delta1']}
     if pred_labels is not None and gt_labels is not None:
@@ -155,7 +155,7 @@ def train(data: TrainingSet, spec: ModelSpec, *, steps: int, batch_size: int, lr
     import torch
     from torch.nn import functional as F
 
-    from student_trt.model import StudentConfig, StudentNet
+    from rc_offline.model import StudentConfig, StudentNet
 
     torch.manual_seed(seed)
     cuda = device.startswith('cuda')
@@ -227,7 +227,7 @@ def _table(results: dict, baseline_depth: float, frames: int, seed: int) -> str:
 
 
 def _evaluate_checkpoint(path: str, seed: int, frames: int, workers: int) -> int:
-    from student_trt.checkpoint import CheckpointError, read_checkpoint
+    from rc_offline.checkpoint import CheckpointError, read_checkpoint
     try:
         ckpt = read_checkpoint(path)
         model = ckpt.build()
@@ -313,10 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     results = evaluate(model, heldout, baseline_depth)
     print(_table(results, baseline_depth, args.heldout_frames, args.heldout_seed))
 
-    from student_trt.checkpoint import save_checkpoint
-    from student_trt.model import count_parameters
+    from rc_offline.checkpoint import save_checkpoint
+    from rc_offline.model import count_parameters
     extra = {
-        'trained_by': 'student_trt.train', 'steps': steps, 'batch_size': args.batch_size, 'lr': args.lr,
+        'trained_by': 'rc_offline.train', 'steps': steps, 'batch_size': args.batch_size, 'lr': args.lr,
         'data_seed': args.seed, 'frames': args.frames, 'heldout_seed': args.heldout_seed,
         'heldout_frames': args.heldout_frames, 'device': args.device, 'train_seconds': round(seconds, 1),
         'render_seconds': round(render_seconds, 1), 'torch': str(torch.__version__),

@@ -1,7 +1,7 @@
 """calibrate_fusion: fit the student depth correction d = alpha * d_student + beta from recorded pairs.
 
 SOURCE is either
-  * a dataset folder (rc_perception.dataset layout) with student/ (.npy float32 metres or 16-bit PNG
+  * a dataset folder (rc_offline.dataset layout) with student/ (.npy float32 metres or 16-bit PNG
     millimetres) and tof/ (16-bit PNG millimetres or .npy metres), optionally confidence/, files matched
     by name; or
   * a rosbag2 recording (sqlite3 or mcap; the folder with metadata.yaml, or a file in it), read with the
@@ -76,7 +76,7 @@ class Tally:
 
 def dataset_pairs(root: Path, use_confidence: bool | None, tally: Tally) -> Iterator[Pair]:
     """Pairs from a dataset folder; ``use_confidence`` None: use confidence/ when it exists."""
-    from rc_perception.dataset import frame_stems, read_depth, read_image
+    from rc_offline.dataset import frame_stems, read_depth, read_image
 
     frames = frame_stems(root, ('student', 'tof'), optional=('confidence',))
     if use_confidence is None:
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rc_perception.dataset import DatasetError
+    from rc_offline.dataset import DatasetError
 
     source: Path = args.source
     if not source.exists():

@@ -2,8 +2,8 @@
 
 Two kinds of source, one set of topics (relative names; remap or namespace as on the robot):
 
-* a **dataset folder** in the rc_perception.dataset layout (``rgb/``, ``tof/``, optional ``confidence/``,
-  ``camera.yaml``; e.g. written by ``python -m rc_perception.scenes``): each frame is published at ``rate``
+* a **dataset folder** in the rc_offline.dataset layout (``rgb/``, ``tof/``, optional ``confidence/``,
+  ``camera.yaml``; e.g. written by ``python -m rc_offline.scenes``): each frame is published at ``rate``
   Hz on ``camera/rgb`` (rgb8), ``camera/depth`` (16UC1 mm or 32FC1 m), ``camera/depth/confidence``
   (mono8/mono16/32FC1) and ``camera/camera_info``, all with one fresh stamp and ``frame_id``;
 * a **rosbag2** (a folder with metadata.yaml, or a .mcap / .db3 file; sqlite3 or mcap storage), read with
@@ -30,7 +30,8 @@ from rclpy.time import Time as RosTime
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from rc_perception import codecs, dataset, qos
+from rc_offline import dataset
+from rc_perception import codecs, qos
 from rc_perception.node_support import RateMeter, StartupError, main_for, startup_params
 from rc_perception.params import ParamSpec
 

@@ -38,7 +38,7 @@ def cache_root() -> Path:
 
 def ensure_split(kind: str, frames: int, seed: int | None = None, root: Path | None = None,
                  progress: Callable[[int, float], None] | None = None) -> Path:
-    """Folder of the split (rc_perception.dataset layout), generated now if it is not cached yet.
+    """Folder of the split (rc_offline.dataset layout), generated now if it is not cached yet.
 
     Args:
         kind: 'heldout' (a 15 Hz driving sequence) or 'calibration' (independent random frames).
@@ -49,7 +49,7 @@ def ensure_split(kind: str, frames: int, seed: int | None = None, root: Path | N
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    from rc_perception import scenes
+    from rc_offline import scenes
     seed = (HELDOUT_SEED if kind == 'heldout' else CALIBRATION_SEED) if seed is None else seed
     root = root or cache_root()
     folder = root / f'{kind}-seed{seed}-n{frames}'
@@ -58,7 +58,7 @@ def ensure_split(kind: str, frames: int, seed: int | None = None, root: Path | N
     tmp = root / f'.{folder.name}.tmp{os.getpid()}'
     shutil.rmtree(tmp, ignore_errors=True)
     source = scenes.sequence_frames(seed, frames) if kind == 'heldout' else scenes.random_frames(seed, frames)
-    scenes.write_split(tmp, source, meta={'generator': 'rc_perception.scenes', 'kind': kind, 'seed': seed},
+    scenes.write_split(tmp, source, meta={'generator': 'rc_offline.scenes', 'kind': kind, 'seed': seed},
                        progress=progress)
     shutil.rmtree(folder, ignore_errors=True)
     try:
