@@ -83,9 +83,9 @@ class FusionConfig:
     online_min_spread: float = 0.2
     local_min_ring: int = 20
     output_grid: str = 'student'
-    min_student_delta1: float = 0.6
-    trust_hysteresis: float = 0.1
-    trust_min_overlap: float = 0.02
+    min_student_delta1: float = 0.75
+    trust_hysteresis: float = 0.05
+    trust_min_overlap: float = 0.05
     trust_when_blind: str = 'last'
     accuracy_smoothing: float = 0.7
 

@@ -83,9 +83,9 @@ class DepthFusionNode(Node):
         if not kernel.COMPILED:
             self.get_logger().warning(f'{kernel.COMPILE_PROBLEM}: fusing with the numpy version of the rule '
                                       '(slower; local mode uses the frame fit alone)')
-        cfg, fused = self.fuser.config, self._pubs['fused'].topic_name
-        self.get_logger().info(f"fusing {', '.join(self._topics.values())} -> {fused} (mode {p.mode}, alpha "
-                               f"{cfg.alpha:g}, beta {cfg.beta:g} from {self.calibration.path or 'parameters'}, "
+        cfg, src, out = self.fuser.config, self.calibration.path or 'parameters', self._pubs['fused']
+        self.get_logger().info(f"fusing {', '.join(self._topics.values())} -> {out.topic_name} "
+                               f'(mode {p.mode}, alpha {cfg.alpha:g}, beta {cfg.beta:g} from {src}, '
                                f'use_confidence {p.use_confidence})')
 
     # ------------------------------------------------------------------------------------- parameters
