@@ -74,7 +74,8 @@ def fuse_reference(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, h
         if labels.size:
             a = np.where(labels > 0, lalpha[labels], a)
             b = np.where(labels > 0, lbeta[labels], b)
-        d = student[np.ix_(srow, scol)] * a + b
+        with np.errstate(over='ignore', invalid='ignore'):  # huge * alpha: inf, then not a reading
+            d = student[np.ix_(srow, scol)] * a + b
         student_ok = ~tof_ok & (d >= POS_MIN) & (d <= FLT_MAX)
         out[student_ok] = d[student_ok]
     source[...] = np.where(tof_ok, 1, np.where(student_ok, 2, 0))
