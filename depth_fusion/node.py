@@ -122,7 +122,6 @@ class DepthFusionNode(Node):
         timer.cancel()
         return timer
 
-    # ------------------------------------------------------------------------------------------ input
     def _decode(self, msg: Image, key: str, allowed, what: str) -> _Frame | None:
         self.rates[what.split()[0]].tick()
         try:
@@ -175,7 +174,6 @@ class DepthFusionNode(Node):
         self.state.pairer.use_confidence = status.confidence_expected(
             self.params.values.use_confidence, self.state.confidence_watch.state(now), has_publisher)
 
-    # ------------------------------------------------------------------------------------------ fusion
     def _after_tof(self, stamp: int) -> None:
         """Fuse a held student frame that this ToF completes; publish the ToF alone when that is asked."""
         now = time.monotonic()
@@ -229,8 +227,10 @@ class DepthFusionNode(Node):
     def _note(self, match: Match, p) -> None:
         line = self._pairing_log.line(self.state.last_match, match, time.monotonic(), self.state.pairer.watch,
                                       p, (self._topics['tof'], self._topics['confidence']))
-        if line:
-            (self.get_logger().info if match.matched else self.get_logger().warning)(line)
+        if line and match.matched:
+            self.get_logger().info(line)
+        elif line:
+            self.get_logger().warning(line)
 
     def _diagnostics(self):
         now = time.monotonic()
