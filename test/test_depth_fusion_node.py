@@ -398,7 +398,8 @@ def test_tof_only_output_while_the_student_is_silent(ros_graph):
 def test_without_numba_the_node_runs_the_numpy_rule_and_says_so(ros_graph):
     """NUMBA_DISABLE_JIT stands for a platform where numba cannot compile: one warning line, same output."""
     args = ['-p', "use_confidence:='true'", '-p', 'range_min:=0.2', '-p', 'confidence_threshold:=100.0',
-            '-p', 'min_student_delta1:=0.0', '-p', 'max_time_diff:=5.0']  # the student waits for its ToF
+            '-p', 'min_student_delta1:=0.0', '-p', 'max_time_diff:=5.0',  # the student waits for its ToF
+            '-p', 'require_tof:=true']  # and is only published with it
     proc = node_process('depth_fusion.node', args, env={'NUMBA_DISABLE_JIT': '1'})
     try:
         source = ros_graph.collect(Image, 'perception/fused_depth/source')
