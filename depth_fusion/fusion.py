@@ -47,7 +47,7 @@ import numpy as np
 
 from depth_fusion import kernel
 from depth_fusion.calibration import ALPHA_RANGE, BETA_RANGE, median_scale, robust_affine_fit
-from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict, measure_accuracy
+from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict
 from rc_perception.camera import axis_map
 from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_TO_M, metre_bounds
 
@@ -267,12 +267,12 @@ class Fuser:
             arr = self._bufs[name] = np.empty(shape, dtype)
         return arr
 
-    def _kernel(self, inputs: tuple, alpha, beta, labels, fill: bool, out, source) -> tuple[int, int]:
+    def _kernel(self, inputs: tuple, alpha, beta, labels, out, source) -> tuple:
         student, smap, tof, tmap, conf, (lo, hi, tscale, cthr) = inputs
         labels, lalpha, lbeta = labels or (_EMPTY[np.dtype(np.int32)], _NO_TABLE, _NO_TABLE)
         run = kernel.fuse_compiled if self.compiled else kernel.fuse_reference
         return run(student, *smap, tof, *tmap, conf, cthr, lo, hi, tscale, np.float32(alpha),
-                   np.float32(beta), labels, lalpha, lbeta, fill, out, source)
+                   np.float32(beta), labels, lalpha, lbeta, out, source)
 
     def _sampled(self, inputs: tuple, grid: tuple[int, int]):
         """Student depth, ToF metres and ToF validity at the sampled positions."""
@@ -312,12 +312,11 @@ class Fuser:
         if not self.compiled or not tof.size:
             return None, 0, 0
         tof_m, src = self._buf('ring_tof', grid, np.float32), self._buf('ring_source', grid, np.uint8)
-        self._kernel((_EMPTY[np.dtype(np.float32)], smap, tof, tmap, conf, rule), 1.0, 0.0, None, False,
-                     tof_m, src)
+        self._kernel((_EMPTY[np.dtype(np.float32)], smap, tof, tmap, conf, rule), 1.0, 0.0, None, tof_m, src)
         tof_ok = np.equal(src, SOURCE_TOF, out=self._buf('ring_ok', grid, bool))
         corrected = self._buf('ring_student', grid, np.float32)
         self._kernel((student, smap, _EMPTY[np.dtype(np.float32)], tmap, _EMPTY[np.dtype(np.uint8)], rule),
-                     corr.alpha, corr.beta, None, True, corrected, src)
+                     corr.alpha, corr.beta, None, corrected, src)
         labels = self._buf('labels', grid, np.int32)
         scales = kernel.hole_scales(tof_m, tof_ok, corrected, labels, self.config.local_min_ring)
         alphas = scales * corr.alpha
@@ -359,31 +358,36 @@ class Fuser:
                       if img is not None else (_NO_INDEX, _NO_INDEX) for img in (student, tof))
         inputs = (empty if student is None else student, smap, empty if tof is None else tof, tmap,
                   _EMPTY[np.dtype(np.uint8)] if confidence is None else confidence, rule)
-        corr, acc, verdict, tables = Correction(1.0, 0.0, 'none', 'no student depth'), None, None, None
+        corr, tables = Correction(1.0, 0.0, 'none', 'no student depth'), None
         if student is not None:
-            corr, acc = self._judge(inputs, grid, tof is not None)
-            verdict = self.gate.update(acc, stamp_ns)
+            corr = self._judge(inputs, grid, tof is not None)
             if cfg.mode == 'local':
                 tables, holes, scaled = self._local(inputs, grid, corr)
                 corr = Correction(corr.alpha, corr.beta, corr.status, corr.detail, corr.inlier_share,
                                   corr.pixels, holes, scaled)
         out, source = self._buf('out', grid, np.float32), self._buf('source', grid, np.uint8)
-        fill = verdict is None or verdict.fill
-        n_tof, n_student = self._kernel(inputs, corr.alpha, corr.beta, tables, fill, out, source)
+        n_tof, n_student, n_both, n_close, err = self._kernel(inputs, corr.alpha, corr.beta, tables, out,
+                                                              source)
+        acc = verdict = None
+        if student is not None:
+            acc = Accuracy(err / n_both if n_both else math.nan, n_close / n_both if n_both else math.nan,
+                           n_both / out.size, n_both) if tof is not None else None
+            verdict = self.gate.update(acc, stamp_ns)
+            if not verdict.fill and n_student:  # withheld: the student's pixels become "none"
+                withheld = np.equal(source, SOURCE_STUDENT, out=self._buf('withheld', grid, bool))
+                out[withheld], source[withheld], n_student = np.nan, SOURCE_NONE, 0
         verdict = verdict or Verdict(True, 'no student depth', None, None, False)
         return FusionResult(out, source, corr, n_tof, n_student, acc, verdict)
 
-    def _judge(self, inputs: tuple, grid: tuple[int, int], has_tof: bool):
-        """The frame's correction and the corrected student's accuracy on the sampled pixels."""
-        if not has_tof:
+    def _judge(self, inputs: tuple, grid: tuple[int, int], has_tof: bool) -> Correction:
+        """The frame's correction, from the student and ToF depths at the sampled pixels where both are
+        valid (gated and affine need none)."""
+        if not has_tof or self.config.mode in ('gated', 'affine'):
             empty = np.empty(0)
-            return self._correction(empty, empty, False), None
+            return self._correction(empty, empty, has_tof)
         x, y, tof_ok = self._sampled(inputs, grid)
         both = tof_ok & _reading(x)
-        corr = self._correction(x[both].astype(np.float64), y[both].astype(np.float64), True)
-        d = x * np.float32(corr.alpha) + np.float32(corr.beta)
-        both = tof_ok & _reading(d)
-        return corr, measure_accuracy(d[both], y[both], x.size)
+        return self._correction(x[both].astype(np.float64), y[both].astype(np.float64), True)
 
 
 def fuse(student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',

@@ -7,8 +7,10 @@ reads, see ``rc_perception.camera.AxisMap.nearest``):
   NaN and infinities fail) and, with a confidence image, ``confidence >= cthr``; its value in metres is
   ``float32(t) * tscale``;
 * else the student depth, corrected as ``d * alpha + beta`` in float32 (per hole with ``labels``: label
-  ``l > 0`` uses ``lalpha[l]``, ``lbeta[l]``), is used when ``fill`` is set and it is finite and > 0;
+  ``l > 0`` uses ``lalpha[l]``, ``lbeta[l]``), is used where it is finite and > 0;
 * else NaN. ``source`` says which: 0 none, 1 ToF, 2 student.
+
+The same pass measures the student against the ToF where both are valid (the live accuracy).
 
 An empty (0 x 0) ``student``, ``tof``, ``confidence`` or ``labels`` means "not given". ``fuse_reference``
 is the executable specification (plain numpy; the tests compare the compiled pass against it on random
@@ -27,6 +29,8 @@ __all__ = ['COMPILED', 'COMPILE_PROBLEM', 'fuse_compiled', 'fuse_reference', 'ho
 
 POS_MIN, FLT_MAX = (float(v) for v in metre_bounds())  # a depth d is a reading when POS_MIN <= d <= FLT_MAX
 _NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+NAN32 = np.float32(np.nan)
+DELTA_LO, DELTA_HI = np.float32(0.8), np.float32(1.25)  # delta1: 0.8 < d / t < 1.25, in float32
 
 try:
     import numba
@@ -57,18 +61,21 @@ def tof_reading_ok(t: np.ndarray, confidence: np.ndarray | None, lo: float, hi: 
 
 
 def fuse_reference(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tscale, alpha, beta,
-                   labels, lalpha, lbeta, fill, out, source) -> tuple[int, int]:
-    """The rule in numpy (see the module docstring); writes ``out``/``source``, returns (ToF, student)
-    pixel counts."""
+                   labels, lalpha, lbeta, out, source) -> tuple:
+    """The rule in numpy (see the module docstring); writes ``out``/``source``. Returns the ToF and the
+    student pixel counts, and over the pixels where both are valid: their count, how many have
+    ``0.8 < d / t < 1.25`` and the sum of ``|d / t - 1|`` (float32 ratios)."""
     tof_ok = np.zeros(out.shape, bool)
     out.fill(np.nan)
+    v = np.full(out.shape, np.nan, np.float32)
     if tof.size:
         grid = np.ix_(trow, tcol)
         t = tof[grid]
         tof_ok = tof_reading_ok(t, confidence[grid] if confidence.size else None, lo, hi, cthr)
-        out[tof_ok] = t[tof_ok].astype(np.float32) * tscale
-    student_ok = np.zeros(out.shape, bool)
-    if student.size and fill:
+        v[tof_ok] = t[tof_ok].astype(np.float32) * tscale
+        out[tof_ok] = v[tof_ok]
+    reading = np.zeros(out.shape, bool)
+    if student.size:
         a = np.full(out.shape, alpha, np.float32)
         b = np.full(out.shape, beta, np.float32)
         if labels.size:
@@ -76,42 +83,53 @@ def fuse_reference(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, h
             b = np.where(labels > 0, lbeta[labels], b)
         with np.errstate(over='ignore', invalid='ignore'):  # huge * alpha: inf, then not a reading
             d = student[np.ix_(srow, scol)] * a + b
-        student_ok = ~tof_ok & (d >= POS_MIN) & (d <= FLT_MAX)
-        out[student_ok] = d[student_ok]
-    source[...] = np.where(tof_ok, 1, np.where(student_ok, 2, 0))
-    return int(tof_ok.sum()), int(student_ok.sum())
+        reading = (d >= POS_MIN) & (d <= FLT_MAX)
+        out[~tof_ok & reading] = d[~tof_ok & reading]
+    source[...] = np.where(tof_ok, 1, np.where(reading, 2, 0))
+    both = tof_ok & reading
+    with np.errstate(over='ignore'):  # a huge student depth over a small ToF one: inf
+        q = d[both] / v[both] if both.any() else np.empty(0, np.float32)
+        err = float(np.abs(q - np.float32(1)).astype(np.float64).sum())
+    return (int(tof_ok.sum()), int((~tof_ok & reading).sum()), int(both.sum()),
+            int(np.count_nonzero((q > DELTA_LO) & (q < DELTA_HI))), err)
 
 
 def _fuse_loop(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tscale, alpha, beta,
-               labels, lalpha, lbeta, fill, out, source):
+               labels, lalpha, lbeta, out, source):
     """The same rule as ``fuse_reference``, pixel by pixel: compiled by numba into one pass."""
     has_tof, has_conf = tof.shape[0] > 0, confidence.shape[0] > 0
-    use_student, local = student.shape[0] > 0 and fill, labels.shape[0] > 0
-    n_tof = n_student = 0
+    has_student, local = student.shape[0] > 0, labels.shape[0] > 0
+    n_tof = n_student = n_both = n_close = 0
+    err = 0.0
     for r in range(out.shape[0]):
         tr = trow[r] if has_tof else 0
-        sr = srow[r] if use_student else 0
+        sr = srow[r] if has_student else 0
         for c in range(out.shape[1]):
+            ok, v, d = False, NAN32, NAN32
             if has_tof:
                 t = tof[tr, tcol[c]]
-                if lo <= t <= hi and (not has_conf or confidence[tr, tcol[c]] >= cthr):
-                    out[r, c] = np.float32(t) * tscale
-                    source[r, c] = 1
-                    n_tof += 1
-                    continue
-            if use_student:
+                ok = lo <= t <= hi and (not has_conf or confidence[tr, tcol[c]] >= cthr)
+                v = np.float32(t) * tscale
+            if has_student:
                 a, b = alpha, beta
                 if local and labels[r, c] > 0:
                     a, b = lalpha[labels[r, c]], lbeta[labels[r, c]]
                 d = student[sr, scol[c]] * a + b
-                if POS_MIN <= d <= FLT_MAX:
-                    out[r, c] = d
-                    source[r, c] = 2
-                    n_student += 1
-                    continue
-            out[r, c] = np.nan
-            source[r, c] = 0
-    return n_tof, n_student
+            reading = POS_MIN <= d <= FLT_MAX
+            if ok:
+                out[r, c], source[r, c] = v, 1
+                n_tof += 1
+                if reading:
+                    q = d / v
+                    n_both += 1
+                    n_close += DELTA_LO < q < DELTA_HI
+                    err += abs(q - np.float32(1))
+            elif reading:
+                out[r, c], source[r, c] = d, 2
+                n_student += 1
+            else:
+                out[r, c], source[r, c] = NAN32, 0
+    return n_tof, n_student, n_both, n_close, err
 
 
 @_jit
@@ -214,9 +232,9 @@ def _compile():
 
     idx, f32, f64 = arr(types.int64, 1), types.float32, types.float64
     out = (types.Array(f32, 2, 'C'), types.Array(types.uint8, 2, 'C'))
-    fuse_sigs = [types.UniTuple(types.int64, 2)(
-        arr(f32), idx, idx, arr(t), idx, idx, arr(c), f64, f64, f64, f32, f32, f32, arr(types.int32),
-        arr(f32, 1), arr(f32, 1), types.boolean, *out)
+    counts = types.Tuple((types.int64, types.int64, types.int64, types.int64, f64))
+    fuse_sigs = [counts(arr(f32), idx, idx, arr(t), idx, idx, arr(c), f64, f64, f64, f32, f32, f32,
+                        arr(types.int32), arr(f32, 1), arr(f32, 1), *out)
         for t in (types.uint16, f32) for c in (types.uint8, types.uint16, f32)]
     scale_sig = types.Array(f64, 1, 'C')(arr(f32), arr(types.boolean), arr(f32),
                                          types.Array(types.int32, 2, 'C'), types.int64)
