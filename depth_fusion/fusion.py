@@ -47,7 +47,7 @@ import numpy as np
 
 from depth_fusion import kernel
 from depth_fusion.calibration import ALPHA_RANGE, BETA_RANGE, median_scale, robust_affine_fit
-from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict
+from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict, measure_accuracy
 from rc_perception.camera import axis_map
 from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_TO_M, metre_bounds
 
@@ -59,11 +59,11 @@ OUTPUT_GRIDS = ('student', 'tof')
 SOURCE_NONE, SOURCE_TOF, SOURCE_STUDENT = 0, 1, 2
 CONFIDENCE_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
 SAMPLE_SEED = 0  # seed of the pixel positions the fits and the accuracy look at
-_EMPTY = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.uint8, np.int32)}
-_NO_TABLE = np.empty(0, np.float32)
-_NO_INDEX = np.empty(0, np.int64)
-_NO_RULE = (1.0, 0.0, np.float32(1.0), 0.0)  # (lo, hi, tscale, cthr) when there is no ToF
-
+_NAN_IMAGE = np.full((1, 1), np.nan, np.float32)  # stands in for a missing image: never a reading
+_ZERO_U8 = np.zeros((1, 1), np.uint8)
+_NO_RULE = (1.0, 0.0, np.float32(1.0), 0.0)  # (lo, hi, tscale, cthr) of a missing ToF: lo > hi, none passes
+for _a in (_NAN_IMAGE, _ZERO_U8):
+    _a.flags.writeable = False
 
 @dataclass(frozen=True)
 class FusionConfig:
@@ -184,8 +184,9 @@ def _tof_rule(tof: np.ndarray, encoding: str, confidence: np.ndarray | None, cfg
         if confidence.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)):
             raise ValueError(f'confidence image must be uint8, uint16 or float32, got {confidence.dtype}')
     threshold = cfg.confidence_threshold
-    # An integer confidence compares exactly with the threshold in float64; a float32 one, as float32.
-    cthr = float(np.float32(threshold)) if confidence is not None and confidence.dtype.kind == 'f' \
+    # An integer confidence compares exactly with the threshold in float64; a float32 one, as float32;
+    # without one, the stand-in zeros (_no_confidence) pass 0.
+    cthr = 0.0 if confidence is None else float(np.float32(threshold)) if confidence.dtype.kind == 'f' \
         else float(threshold)
     if encoding in MM_ENCODINGS:
         return (*_mm_bounds(cfg.range_min, cfg.range_max), MM_TO_M, cthr)
@@ -230,6 +231,30 @@ def _sample_positions(grid: tuple[int, int], n: int) -> tuple[np.ndarray, np.nda
     return np.divmod(flat, grid[1])
 
 
+@lru_cache(maxsize=8)
+def _no_index(grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Index maps that read pixel (0, 0) of a stand-in for every output pixel."""
+    maps = np.zeros(grid[0], np.int64), np.zeros(grid[1], np.int64)
+    for m in maps:
+        m.flags.writeable = False
+    return maps
+
+
+@lru_cache(maxsize=4)
+def _no_confidence(shape: tuple[int, int]) -> np.ndarray:
+    """The confidence of a ToF without one: zeros, which pass the threshold 0 of ``_tof_rule``."""
+    zeros = np.zeros(shape, np.uint8)
+    zeros.flags.writeable = False
+    return zeros
+
+
+@lru_cache(maxsize=16)
+def _sample_index(shape: tuple[int, int], grid: tuple[int, int], n: int) -> np.ndarray:
+    """Flat indices into an image of ``shape`` of the sampled positions of the output grid."""
+    rows, cols = _sample_positions(grid, n)
+    return _index_map(shape[0], grid[0])[rows] * shape[1] + _index_map(shape[1], grid[1])[cols]
+
+
 def _reading(d: np.ndarray) -> np.ndarray:
     return (d >= kernel.POS_MIN) & (d <= kernel.FLT_MAX)
 
@@ -267,20 +292,20 @@ class Fuser:
             arr = self._bufs[name] = np.empty(shape, dtype)
         return arr
 
-    def _kernel(self, inputs: tuple, alpha, beta, labels, out, source) -> tuple:
+    def _kernel(self, inputs: tuple, alpha, beta, fill: bool, out, source) -> tuple[int, int]:
         student, smap, tof, tmap, conf, (lo, hi, tscale, cthr) = inputs
-        labels, lalpha, lbeta = labels or (_EMPTY[np.dtype(np.int32)], _NO_TABLE, _NO_TABLE)
         run = kernel.fuse_compiled if self.compiled else kernel.fuse_reference
         return run(student, *smap, tof, *tmap, conf, cthr, lo, hi, tscale, np.float32(alpha),
-                   np.float32(beta), labels, lalpha, lbeta, out, source)
+                   np.float32(beta), fill, out, source)
 
     def _sampled(self, inputs: tuple, grid: tuple[int, int]):
         """Student depth, ToF metres and ToF validity at the sampled positions."""
-        student, (srow, scol), tof, (trow, tcol), conf, (lo, hi, tscale, cthr) = inputs
-        rows, cols = _sample_positions(grid, self.config.fit_sample_size)
-        x = student[srow[rows], scol[cols]]
-        t = tof[trow[rows], tcol[cols]]
-        ok = kernel.tof_reading_ok(t, conf[trow[rows], tcol[cols]] if conf.size else None, lo, hi, cthr)
+        student, _, tof, _, conf, (lo, hi, tscale, cthr) = inputs
+        n = self.config.fit_sample_size
+        x = student.reshape(-1).take(_sample_index(student.shape, grid, n))
+        at_tof = _sample_index(tof.shape, grid, n)
+        t = tof.reshape(-1).take(at_tof)
+        ok = kernel.tof_reading_ok(t, conf.reshape(-1).take(at_tof), lo, hi, cthr)
         return x, t.astype(np.float32) * tscale, ok
 
     def _correction(self, x: np.ndarray, y: np.ndarray, has_tof: bool) -> Correction:
@@ -307,23 +332,21 @@ class Fuser:
         return Correction(*self._online, 'fit' if fit.ok else 'fallback', detail, fit.inlier_share, n)
 
     def _local(self, inputs: tuple, grid: tuple[int, int], corr: Correction):
-        """Per-hole (labels, alpha table, beta table) and the hole counts, or None without the kernel."""
+        """The kernel's inputs with the student replaced by its frame-corrected depth on the output grid,
+        each hole scaled by its border's ratio (``kernel.hole_scales``), and the hole counts."""
         student, smap, tof, tmap, conf, rule = inputs
-        if not self.compiled or not tof.size:
-            return None, 0, 0
         tof_m, src = self._buf('ring_tof', grid, np.float32), self._buf('ring_source', grid, np.uint8)
-        self._kernel((_EMPTY[np.dtype(np.float32)], smap, tof, tmap, conf, rule), 1.0, 0.0, None, tof_m, src)
+        self._kernel(inputs, 1.0, 0.0, False, tof_m, src)  # the valid ToF alone
         tof_ok = np.equal(src, SOURCE_TOF, out=self._buf('ring_ok', grid, bool))
         corrected = self._buf('ring_student', grid, np.float32)
-        self._kernel((student, smap, _EMPTY[np.dtype(np.float32)], tmap, _EMPTY[np.dtype(np.uint8)], rule),
-                     corr.alpha, corr.beta, None, corrected, src)
+        self._kernel((student, smap, tof, tmap, conf, _NO_RULE), corr.alpha, corr.beta, True, corrected, src)
         labels = self._buf('labels', grid, np.int32)
         scales = kernel.hole_scales(tof_m, tof_ok, corrected, labels, self.config.local_min_ring)
         alphas = scales * corr.alpha
         ok = np.isfinite(alphas) & (alphas >= ALPHA_RANGE[0]) & (alphas <= ALPHA_RANGE[1])
-        tables = (np.where(ok, alphas, corr.alpha).astype(np.float32),
-                  np.where(ok, scales * corr.beta, corr.beta).astype(np.float32))
-        return (labels, *tables), scales.size - 1, int(np.count_nonzero(ok))
+        kernel.scale_holes(corrected, labels, np.where(ok, scales, 1.0).astype(np.float32))
+        same = (_index_map(grid[0], grid[0]), _index_map(grid[1], grid[1]))
+        return (corrected, same, tof, tmap, conf, rule), scales.size - 1, int(np.count_nonzero(ok))
 
     def fuse(self, student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',
              confidence: np.ndarray | None = None, *, shape: tuple[int, int] | None = None,
@@ -348,47 +371,45 @@ class Fuser:
                              f'{student.shape} {student.dtype}')
         cfg = self.config
         rule = _tof_rule(tof, tof_encoding, confidence, cfg) if tof is not None else _NO_RULE
+        # The compiled pass reads C-contiguous images (a padded message row is the one case that copies).
+        student, tof, confidence = (None if a is None else np.ascontiguousarray(a) for a in (student, tof,
+                                                                                             confidence))
         if student is None:
             grid = tuple(shape or tof.shape)
         else:
             grid = tof.shape if tof is not None and cfg.output_grid == 'tof' else student.shape
         grid = (int(grid[0]), int(grid[1]))
-        empty = _EMPTY[np.dtype(np.float32)]
         smap, tmap = ((_index_map(img.shape[0], grid[0]), _index_map(img.shape[1], grid[1]))
-                      if img is not None else (_NO_INDEX, _NO_INDEX) for img in (student, tof))
-        inputs = (empty if student is None else student, smap, empty if tof is None else tof, tmap,
-                  _EMPTY[np.dtype(np.uint8)] if confidence is None else confidence, rule)
-        corr, tables = Correction(1.0, 0.0, 'none', 'no student depth'), None
+                      if img is not None else _no_index(grid) for img in (student, tof))
+        inputs = (_NAN_IMAGE if student is None else student, smap,
+                  *((tof, tmap, _no_confidence(tof.shape) if confidence is None else confidence, rule)
+                    if tof is not None else (_NAN_IMAGE, tmap, _ZERO_U8, _NO_RULE)))
+        corr, acc, verdict, alpha_beta = Correction(1.0, 0.0, 'none', 'no student depth'), None, None, None
         if student is not None:
-            corr = self._judge(inputs, grid, tof is not None)
-            if cfg.mode == 'local':
-                tables, holes, scaled = self._local(inputs, grid, corr)
+            corr, acc = self._judge(inputs, grid, tof is not None)
+            verdict = self.gate.update(acc, stamp_ns)
+            if cfg.mode == 'local' and tof is not None and self.compiled:
+                inputs, holes, scaled = self._local(inputs, grid, corr)
                 corr = Correction(corr.alpha, corr.beta, corr.status, corr.detail, corr.inlier_share,
                                   corr.pixels, holes, scaled)
+                alpha_beta = (1.0, 0.0)  # the student of inputs is corrected already
         out, source = self._buf('out', grid, np.float32), self._buf('source', grid, np.uint8)
-        n_tof, n_student, n_both, n_close, err = self._kernel(inputs, corr.alpha, corr.beta, tables, out,
-                                                              source)
-        acc = verdict = None
-        if student is not None:
-            acc = Accuracy(err / n_both if n_both else math.nan, n_close / n_both if n_both else math.nan,
-                           n_both / out.size, n_both) if tof is not None else None
-            verdict = self.gate.update(acc, stamp_ns)
-            if not verdict.fill and n_student:  # withheld: the student's pixels become "none"
-                withheld = np.equal(source, SOURCE_STUDENT, out=self._buf('withheld', grid, bool))
-                out[withheld], source[withheld], n_student = np.nan, SOURCE_NONE, 0
+        fill = verdict is None or verdict.fill
+        n_tof, n_student = self._kernel(inputs, *(alpha_beta or (corr.alpha, corr.beta)), fill, out, source)
         verdict = verdict or Verdict(True, 'no student depth', None, None, False)
         return FusionResult(out, source, corr, n_tof, n_student, acc, verdict)
 
-    def _judge(self, inputs: tuple, grid: tuple[int, int], has_tof: bool) -> Correction:
-        """The frame's correction, from the student and ToF depths at the sampled pixels where both are
-        valid (gated and affine need none)."""
-        if not has_tof or self.config.mode in ('gated', 'affine'):
+    def _judge(self, inputs: tuple, grid: tuple[int, int], has_tof: bool):
+        """The frame's correction and the corrected student's accuracy, from the sampled pixels."""
+        if not has_tof:
             empty = np.empty(0)
-            return self._correction(empty, empty, has_tof)
+            return self._correction(empty, empty, False), None
         x, y, tof_ok = self._sampled(inputs, grid)
         both = tof_ok & _reading(x)
-        return self._correction(x[both].astype(np.float64), y[both].astype(np.float64), True)
-
+        corr = self._correction(x[both].astype(np.float64), y[both].astype(np.float64), True)
+        d = x * np.float32(corr.alpha) + np.float32(corr.beta)
+        both = tof_ok & _reading(d)
+        return corr, measure_accuracy(d[both], y[both], x.size)
 
 def fuse(student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',
          confidence: np.ndarray | None = None, config: FusionConfig | None = None, *,

@@ -4,15 +4,13 @@ For output pixel ``(r, c)`` (``srow``/``scol`` and ``trow``/``tcol`` name the st
 reads, see ``rc_perception.camera.AxisMap.nearest``):
 
 * the ToF reading ``t`` is valid when ``lo <= t <= hi`` (bounds in the ToF's own units, so that 0 mm,
-  NaN and infinities fail) and, with a confidence image, ``confidence >= cthr``; its value in metres is
-  ``float32(t) * tscale``;
-* else the student depth, corrected as ``d * alpha + beta`` in float32 (per hole with ``labels``: label
-  ``l > 0`` uses ``lalpha[l]``, ``lbeta[l]``), is used where it is finite and > 0;
+  NaN and infinities fail) and ``confidence >= cthr``; its value in metres is ``float32(t) * tscale``;
+* else the student depth, corrected as ``d * alpha + beta`` in float32, is used when ``fill`` is set and
+  it is finite and > 0;
 * else NaN. ``source`` says which: 0 none, 1 ToF, 2 student.
 
-The same pass measures the student against the ToF where both are valid (the live accuracy).
-
-An empty (0 x 0) ``student``, ``tof``, ``confidence`` or ``labels`` means "not given". ``fuse_reference``
+A missing image is given as a 1 x 1 stand-in that never passes (``depth_fusion.fusion`` makes them: a NaN
+student, a ToF with ``lo > hi``, a confidence with ``cthr`` 0). ``fuse_reference``
 is the executable specification (plain numpy; the tests compare the compiled pass against it on random
 inputs); ``fuse_compiled`` is the same rule as one numba pass over the output pixels. ``hole_scales``
 (local alignment) labels the connected regions without a valid ToF reading and returns, per region, the
@@ -25,12 +23,12 @@ import numpy as np
 
 from rc_perception.depth import metre_bounds
 
-__all__ = ['COMPILED', 'COMPILE_PROBLEM', 'fuse_compiled', 'fuse_reference', 'hole_scales', 'tof_reading_ok']
+__all__ = ['COMPILED', 'COMPILE_PROBLEM', 'fuse_compiled', 'fuse_reference', 'hole_scales', 'scale_holes',
+           'tof_reading_ok']
 
 POS_MIN, FLT_MAX = (float(v) for v in metre_bounds())  # a depth d is a reading when POS_MIN <= d <= FLT_MAX
 _NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 NAN32 = np.float32(np.nan)
-DELTA_LO, DELTA_HI = np.float32(0.8), np.float32(1.25)  # delta1: 0.8 < d / t < 1.25, in float32
 
 try:
     import numba
@@ -46,9 +44,9 @@ def _jit(fn, signatures=None):
     if _NUMBA_PROBLEM:
         return fn
     try:
-        return numba.njit(signatures, cache=True, nogil=True)(fn)
+        return numba.njit(signatures, cache=True, nogil=True, error_model='numpy')(fn)
     except RuntimeError:  # "cannot cache ...: no locator available": no writable cache directory
-        return numba.njit(signatures, nogil=True)(fn)
+        return numba.njit(signatures, nogil=True, error_model='numpy')(fn)
 
 
 def tof_reading_ok(t: np.ndarray, confidence: np.ndarray | None, lo: float, hi: float,
@@ -60,76 +58,44 @@ def tof_reading_ok(t: np.ndarray, confidence: np.ndarray | None, lo: float, hi: 
     return ok
 
 
-def fuse_reference(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tscale, alpha, beta,
-                   labels, lalpha, lbeta, out, source) -> tuple:
-    """The rule in numpy (see the module docstring); writes ``out``/``source``. Returns the ToF and the
-    student pixel counts, and over the pixels where both are valid: their count, how many have
-    ``0.8 < d / t < 1.25`` and the sum of ``|d / t - 1|`` (float32 ratios)."""
-    tof_ok = np.zeros(out.shape, bool)
-    out.fill(np.nan)
-    v = np.full(out.shape, np.nan, np.float32)
-    if tof.size:
-        grid = np.ix_(trow, tcol)
-        t = tof[grid]
-        tof_ok = tof_reading_ok(t, confidence[grid] if confidence.size else None, lo, hi, cthr)
-        v[tof_ok] = t[tof_ok].astype(np.float32) * tscale
-        out[tof_ok] = v[tof_ok]
-    reading = np.zeros(out.shape, bool)
-    if student.size:
-        a = np.full(out.shape, alpha, np.float32)
-        b = np.full(out.shape, beta, np.float32)
-        if labels.size:
-            a = np.where(labels > 0, lalpha[labels], a)
-            b = np.where(labels > 0, lbeta[labels], b)
-        with np.errstate(over='ignore', invalid='ignore'):  # huge * alpha: inf, then not a reading
-            d = student[np.ix_(srow, scol)] * a + b
-        reading = (d >= POS_MIN) & (d <= FLT_MAX)
-        out[~tof_ok & reading] = d[~tof_ok & reading]
-    source[...] = np.where(tof_ok, 1, np.where(reading, 2, 0))
-    both = tof_ok & reading
-    with np.errstate(over='ignore'):  # a huge student depth over a small ToF one: inf
-        q = d[both] / v[both] if both.any() else np.empty(0, np.float32)
-        err = float(np.abs(q - np.float32(1)).astype(np.float64).sum())
-    return (int(tof_ok.sum()), int((~tof_ok & reading).sum()), int(both.sum()),
-            int(np.count_nonzero((q > DELTA_LO) & (q < DELTA_HI))), err)
+def fuse_reference(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tscale, alpha, beta, fill,
+                   out, source) -> tuple[int, int]:
+    """The rule in numpy (see the module docstring); writes ``out``/``source``, returns (ToF, student)
+    pixel counts."""
+    grid = np.ix_(trow, tcol)
+    t = tof[grid]
+    tof_ok = tof_reading_ok(t, confidence[grid], lo, hi, cthr)
+    with np.errstate(over='ignore', invalid='ignore'):  # huge * alpha: inf, then not a reading
+        d = student[np.ix_(srow, scol)] * alpha + beta
+    student_ok = ~tof_ok & (d >= POS_MIN) & (d <= FLT_MAX) & fill
+    out[...] = np.where(tof_ok, t.astype(np.float32) * tscale, np.where(student_ok, d, np.float32(np.nan)))
+    source[...] = np.where(tof_ok, 1, np.where(student_ok, 2, 0))
+    return int(tof_ok.sum()), int(student_ok.sum())
 
 
-def _fuse_loop(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tscale, alpha, beta,
-               labels, lalpha, lbeta, out, source):
-    """The same rule as ``fuse_reference``, pixel by pixel: compiled by numba into one pass."""
-    has_tof, has_conf = tof.shape[0] > 0, confidence.shape[0] > 0
-    has_student, local = student.shape[0] > 0, labels.shape[0] > 0
-    n_tof = n_student = n_both = n_close = 0
-    err = 0.0
-    for r in range(out.shape[0]):
-        tr = trow[r] if has_tof else 0
-        sr = srow[r] if has_student else 0
-        for c in range(out.shape[1]):
-            ok, v, d = False, NAN32, NAN32
-            if has_tof:
-                t = tof[tr, tcol[c]]
-                ok = lo <= t <= hi and (not has_conf or confidence[tr, tcol[c]] >= cthr)
-                v = np.float32(t) * tscale
-            if has_student:
-                a, b = alpha, beta
-                if local and labels[r, c] > 0:
-                    a, b = lalpha[labels[r, c]], lbeta[labels[r, c]]
-                d = student[sr, scol[c]] * a + b
-            reading = POS_MIN <= d <= FLT_MAX
-            if ok:
-                out[r, c], source[r, c] = v, 1
-                n_tof += 1
-                if reading:
-                    q = d / v
-                    n_both += 1
-                    n_close += DELTA_LO < q < DELTA_HI
-                    err += abs(q - np.float32(1))
-            elif reading:
-                out[r, c], source[r, c] = d, 2
-                n_student += 1
-            else:
-                out[r, c], source[r, c] = NAN32, 0
-    return n_tof, n_student, n_both, n_close, err
+def _fuse_loop(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tscale, alpha, beta, fill,
+               out, source):
+    """The same rule as ``fuse_reference``, one pass over the output pixels, written as selects (no
+    branch on the data) so that the compiler vectorizes it; identity index maps are read directly."""
+    h, w = out.shape
+    same_t = tof.shape[1] == w and tcol[w - 1] == w - 1
+    same_s = student.shape[1] == w and scol[w - 1] == w - 1
+    if not fill:
+        alpha = NAN32  # every student depth NaN: no reading
+    n_tof = n_student = 0
+    for r in range(h):
+        t_row, c_row, s_row = tof[trow[r]], confidence[trow[r]], student[srow[r]]
+        for c in range(w):
+            tc = c if same_t else tcol[c]
+            t = t_row[tc]
+            ok = (t >= lo) & (t <= hi) & (c_row[tc] >= cthr)
+            d = s_row[c if same_s else scol[c]] * alpha + beta
+            reading = (d >= POS_MIN) & (d <= FLT_MAX)
+            out[r, c] = np.float32(t) * tscale if ok else (d if reading else NAN32)
+            source[r, c] = 1 if ok else (2 if reading else 0)
+            n_tof += ok
+            n_student += reading & (not ok)
+    return n_tof, n_student
 
 
 @_jit
@@ -221,21 +187,27 @@ def _hole_scales(tof_m, tof_ok, corrected, labels, min_ring):
     return scales
 
 
+@_jit
+def _scale_holes(depth, labels, factors):
+    for r in range(depth.shape[0]):
+        for c in range(depth.shape[1]):
+            depth[r, c] *= factors[labels[r, c]] if labels[r, c] > 0 else np.float32(1.0)
+
+
 def _compile():
     """The compiled entry points (explicit signatures: compiled, or loaded from the cache, at import) and
     what went wrong instead."""
     if _NUMBA_PROBLEM:
         return None, None, _NUMBA_PROBLEM
 
-    def arr(dtype, dims=2):
-        return types.Array(dtype, dims, 'A', readonly=True)
+    def arr(dtype, dims=2):  # C-contiguous: the layout the compiler vectorizes (Fuser makes sure of it)
+        return types.Array(dtype, dims, 'C', readonly=True)
 
     idx, f32, f64 = arr(types.int64, 1), types.float32, types.float64
     out = (types.Array(f32, 2, 'C'), types.Array(types.uint8, 2, 'C'))
-    counts = types.Tuple((types.int64, types.int64, types.int64, types.int64, f64))
-    fuse_sigs = [counts(arr(f32), idx, idx, arr(t), idx, idx, arr(c), f64, f64, f64, f32, f32, f32,
-                        arr(types.int32), arr(f32, 1), arr(f32, 1), *out)
-        for t in (types.uint16, f32) for c in (types.uint8, types.uint16, f32)]
+    fuse_sigs = [types.UniTuple(types.int64, 2)(arr(f32), idx, idx, arr(t), idx, idx, arr(c), f64, f64, f64,
+                                                f32, f32, f32, types.boolean, *out)
+                 for t in (types.uint16, f32) for c in (types.uint8, types.uint16, f32)]
     scale_sig = types.Array(f64, 1, 'C')(arr(f32), arr(types.boolean), arr(f32),
                                          types.Array(types.int32, 2, 'C'), types.int64)
     try:
@@ -247,6 +219,11 @@ def _compile():
 fuse_compiled, _hole_scales_compiled, COMPILE_PROBLEM = _compile()
 #: True when the compiled pass is available (else ``fuse_reference`` serves and local alignment is off).
 COMPILED = fuse_compiled is not None
+
+
+def scale_holes(depth: np.ndarray, labels: np.ndarray, factors: np.ndarray) -> None:
+    """Multiply ``depth`` in place by ``factors[label]`` where ``labels`` (of ``hole_scales``) is > 0."""
+    _scale_holes(depth, labels, factors)
 
 
 def hole_scales(tof_m: np.ndarray, tof_ok: np.ndarray, corrected: np.ndarray, labels: np.ndarray,
