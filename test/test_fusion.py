@@ -168,6 +168,15 @@ def test_gated_fusion_truth_table(compiled):
 
 
 @BOTH
+def test_float_confidence_is_compared_in_float32(compiled):
+    """A 32FC1 confidence of 0.7 (float32(0.7) < 0.7) passes the threshold 0.7 the user typed."""
+    conf = np.array([[F32(0.7), np.nextafter(F32(0.7), F32(0))]], np.float32)
+    cfg = FusionConfig(range_max=4.0, confidence_threshold=0.7, **NO_GATE)
+    res = Fuser(cfg, compiled=compiled).fuse(f32([9.0, 9.0]), f32([2.0, 2.0]), '32FC1', conf)
+    check_table(res.source, [SOURCE_TOF, SOURCE_STUDENT], ['0.7', 'just below 0.7'], 'float32 confidence')
+
+
+@BOTH
 def test_millimetre_tof_is_converted_to_metres(compiled):
     mm = np.array([[0, 1500, 2345, 9000]], np.uint16)
     student = f32([1.0, 1.0, 1.0, 1.0])

@@ -220,6 +220,7 @@ def test_tof_frames_published_alone():
     p.add_depth(50 * MS, 'depth 50', now=0.0)
     p.add_confidence(50 * MS, 'conf 50')
     assert p.alone(50 * MS, last=100 * MS) is None, 'an older frame after a newer one'
-    assert p.alone(50 * MS, last=100 * MS + 1_000 * MS) == ('depth 50', 'conf 50'), 'stamps jumped back > 1 s'
+    assert p.alone(50 * MS, last=50 * MS + 1_000 * MS) == ('depth 50', 'conf 50'), 'stamps jumped back 1 s'
+    assert p.alone(50 * MS, last=50 * MS + 1_000 * MS - 1) is None, 'just under 1 s back: a late frame'
     p.use_confidence = False
     assert p.alone(50 * MS, last=-1) == ('depth 50', None)

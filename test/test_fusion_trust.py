@@ -33,14 +33,14 @@ def gate(**kw):
 
 
 def test_gate_withholds_below_the_threshold_and_returns_above_it_plus_hysteresis():
-    g = gate()
-    steps = [(0.9, True), (0.7, True), (0.6999, False), (0.75, False), (0.7999, False), (0.8, True),
-             (0.7, True), (0.69, False)]
+    g = gate(min_delta1=0.5, hysteresis=0.25)  # exact binary fractions: 0.75 is the return threshold
+    steps = [(0.9, True), (0.5, True), (0.4999, False), (0.6, False), (0.7499, False), (0.75, True),
+             (0.5, True), (0.49, False)]
     for k, (d1, expected) in enumerate(steps):
         v = g.update(acc(d1), k * S)
         assert v.fill is expected and v.judged, f'frame {k}: delta1 {d1}: expected fill {expected}, got {v}'
     assert v.since_ns == 7 * S and v.held_for(9 * S) == pytest.approx(2.0)
-    assert 'disagrees' in v.reason and '0.69' in v.reason and 'returns at 0.8' in v.reason, v.reason
+    assert 'disagrees' in v.reason and '0.49' in v.reason and 'returns at 0.75' in v.reason, v.reason
 
 
 def test_gate_smooths_over_frames():
