@@ -73,11 +73,12 @@ PARAMS = (
     ParamSpec('online_outlier_threshold', _D.online_outlier_threshold, 'online_affine / local: a pixel is '
               'an inlier when |alpha * d_student + beta - d_tof| <= this share of d_tof.',
               min=0.001, max=1.0),
-    ParamSpec('online_min_spread', _D.online_min_spread, "online_affine / local: the inliers' student depths "
-              'must spread (standard deviation) at least this many metres, else the fit is ill-conditioned.',
-              min=0.0, max=100.0),
-    ParamSpec('local_min_ring', _D.local_min_ring, 'local: valid ToF pixels bordering a hole needed to '
-              "scale it by their ToF / student ratio (else the frame's fit).", min=1, max=_BIG),
+    ParamSpec('online_min_spread', _D.online_min_spread, min=0.0, max=100.0,
+              description="online_affine / local: the inliers' student depths must spread (standard "
+                          'deviation) at least this many metres, else the fit is ill-conditioned.'),
+    ParamSpec('local_min_ring', _D.local_min_ring, min=1, max=_BIG,
+              description='local: valid ToF pixels bordering a hole needed to scale it by their ToF / '
+                          "student ratio (else the frame's fit)."),
     ParamSpec('min_student_delta1', _D.min_student_delta1, "Trust gate: the student's fill is withheld "
               '(NaN, source 0) while the smoothed share of pixels where the corrected student is within a '
               'factor 1.25 of the valid ToF falls below this; 0 turns the gate off.', min=0.0, max=1.0),
