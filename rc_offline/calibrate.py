@@ -215,7 +215,7 @@ def calibrate(pairs: Iterator[Pair], config: FusionConfig, pixels_per_frame: int
             raise CalibrateError(f'{pair.name}: student depth must be single-channel, '
                                  f'got shape {pair.student.shape}')
         try:
-            tof = fuser.fuse(None, pair.tof, pair.tof_encoding, pair.confidence, source_map=False,
+            tof = fuser.fuse(None, pair.tof, pair.tof_encoding, pair.confidence,
                              shape=pair.student.shape).depth
         except ValueError as exc:
             raise CalibrateError(f'{pair.name}: {exc}') from None
