@@ -61,7 +61,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ['DISTROS', 'FREE', 'LETHAL', 'NO_INFORMATION', 'CostmapConfig', 'CostmapConfigError',
-           'LayerConfig', 'LocalCostmap', 'Source', 'load_params', 'planar_pose', 'trace_2d', 'trace_3d']
+           'LayerConfig', 'LocalCostmap', 'Source', 'load_params', 'planar_pose', 'trace_2d', 'trace_3d',
+           'transform_points']
 
 FREE, LETHAL, NO_INFORMATION = 0, 254, 255
 DISTROS = ('humble', 'jazzy', 'kilted')
@@ -341,6 +342,21 @@ def _fill_convex(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return columns[ray], low[ray] + i
 
 
+def transform_points(points: np.ndarray, tf: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 points (any (..., 3) input) mapped by the 4x4 transform ``tf``, in float32 as tf2
+    transforms a PointCloud2; per axis, far faster than an (N, 3) @ (3, 3) product."""
+    pts = np.asarray(points, np.float32).reshape(-1, 3)
+    rot, shift = tf[:3, :3].astype(np.float32), tf[:3, 3].astype(np.float32)
+    out = np.empty_like(pts)
+    for axis in range(3):
+        column = out[:, axis]
+        np.multiply(pts[:, 0], rot[axis, 0], out=column)
+        column += pts[:, 1] * rot[axis, 1]
+        column += pts[:, 2] * rot[axis, 2]
+        column += shift[axis]
+    return out
+
+
 def planar_pose(x: float, y: float, yaw: float) -> np.ndarray:
     """4x4 transform global <- base of a robot at (x, y) heading ``yaw`` on the floor."""
     c, s = math.cos(yaw), math.sin(yaw)
@@ -411,8 +427,7 @@ class _ObstacleLayer:
     def buffer(self, source: Source, points: np.ndarray, global_from_sensor: np.ndarray,
                stamp: float) -> None:
         """``ObservationBuffer::bufferCloud``: into the global frame, the source's height band kept."""
-        pts = np.asarray(points, np.float32).reshape(-1, 3).astype(np.float64)
-        world = (pts @ global_from_sensor[:3, :3].T + global_from_sensor[:3, 3]).astype(np.float32)
+        world = transform_points(points, global_from_sensor)
         z = world[:, 2]
         keep = (z <= np.float32(source.max_obstacle_height)) & (z >= np.float32(source.min_obstacle_height))
         keep &= np.isfinite(world[:, 0]) & np.isfinite(world[:, 1])
