@@ -24,8 +24,9 @@ Per frame, cells are compared (both windows roll identically):
   which none of them is lethal (frame stamp - removal + that frame's camera-to-cloud latency), plus one
   costmap update period (1 / ``update_frequency``: Nav2 applies the cloud at its next update).
 
-Command line: ``python -m rc_offline.costmap_eval tilt`` (floor cells vs an unmodelled camera tilt, the
-figure behind doc/costmap.md's mount section).
+Command line, on the held-out drive's ground-truth depth: ``python -m rc_offline.costmap_eval tilt``
+(floor cells vs an unmodelled camera tilt, the figure behind doc/costmap.md's mount section) and
+``python -m rc_offline.costmap_eval params`` (what a params file does when the depth is right).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from rc_offline.costmap import (
     CostmapConfig,
     CostmapConfigError,
     LocalCostmap,
+    load_params,
     planar_pose,
     transform_points,
 )
@@ -596,41 +598,69 @@ def tilt_sweep(split: DriveSplit, config: CostmapConfig, errors_deg: list[float]
     return rows
 
 
-def _tilt_command(args: argparse.Namespace) -> int:
-    from rc_offline.heldout import ensure_split
-    config = CostmapConfig.from_yaml(args.costmap_yaml)
-    split = DriveSplit.load(ensure_split('heldout', args.frames))
-    errors = [float(e) for e in args.errors.split(',')]
-    print(f'held-out drive, {args.frames} frames, ground-truth depth (every {args.skip}th pixel), '
-          f'{args.costmap_yaml}, Nav2 {args.distro}')
+def _tilt_command(args: argparse.Namespace, split: DriveSplit, config: CostmapConfig) -> None:
+    try:
+        errors = [float(e) for e in args.errors.split(',')]
+    except ValueError:
+        raise ValueError(f'--errors: expected degrees separated by commas, got {args.errors!r}') from None
     print('| pitch error (deg, + = camera more nose-down than configured) | floor cells, worst frame | '
           'floor cells, sum over frames |')
     print('|---:|---:|---:|')
     for error, worst, total in tilt_sweep(split, config, errors, args.distro, args.skip):
         print(f'| {error:+.1f} | {worst} | {total} |')
-    return 0
+
+
+def _params_command(args: argparse.Namespace, split: DriveSplit, config: CostmapConfig) -> None:
+    stems = sorted(split.poses, key=lambda s: split.poses[s].stamp)
+    variant = Variant(config, lambda stem: {TOPIC: split.truth_points(stem, args.skip)})
+    m = score_drive(split, [(s, 0.0) for s in stems], {'': variant}, config, args.distro)[''].summary()
+    print('| figure | value |\n|---|---:|')
+    for key in ('recall', 'floor_cells', 'truth_floor_cells', 'phantom_cells', 'stale_cells', 'removed_cells',
+                'clear_s', 'truth_clear_s', 'stale_after_1s'):
+        value = m[f'costmap_{key}']
+        print(f'| {key} | {"-" if value is None else round(value, 3)} |')
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Costmap figures of the held-out drive (see the module docstring)."""
+    """Costmap figures of the held-out drive, from its ground-truth depth (see the module docstring)."""
     from rc_offline.costmap import DISTROS
     from rc_perception.resources import share_file
     parser = argparse.ArgumentParser(prog='python -m rc_offline.costmap_eval', description=main.__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--frames', type=int, default=90, help='held-out frames (default 90)')
+    common.add_argument('--costmap-yaml', default=str(share_file('config', 'nav2_local_costmap.yaml')),
+                        help='Nav2 params file (default: the installed config/nav2_local_costmap.yaml)')
+    common.add_argument('--plugins', help='comma-separated plugins to use instead of the file\'s, e.g. '
+                        'voxel_layer')
+    common.add_argument('--distro', choices=DISTROS, default='humble', help='Nav2 semantics (default humble)')
+    common.add_argument('--skip', type=int, default=2, help='use every skip-th pixel (default 2)')
     sub = parser.add_subparsers(dest='command', required=True)
-    tilt = sub.add_parser('tilt', help='floor cells marked vs an unmodelled camera pitch error',
-                          description=tilt_sweep.__doc__.split('\n\n')[0])
-    tilt.add_argument('--frames', type=int, default=90, help='held-out frames (default 90)')
+    tilt = sub.add_parser('tilt', parents=[common],
+                          help='floor cells marked vs an unmodelled camera pitch error',
+                          description='Floor cells Nav2 marks when the camera is really pitched more '
+                          'nose-down (+) or nose-up (-) than the robot is configured with, on the '
+                          'ground-truth depth of the held-out drive (so the error is the only one).')
     tilt.add_argument('--errors', default='-2,-1,0.5,1,1.5,2,3,4,5',
                       help='pitch errors in degrees, comma-separated (default -2,-1,0.5,1,1.5,2,3,4,5)')
-    tilt.add_argument('--costmap-yaml', default=str(share_file('config', 'nav2_local_costmap.yaml')),
-                      help='Nav2 params file (default: the installed config/nav2_local_costmap.yaml)')
-    tilt.add_argument('--distro', choices=DISTROS, default='humble', help='Nav2 semantics (default humble)')
-    tilt.add_argument('--skip', type=int, default=2, help='use every skip-th pixel (default 2)')
+    sub.add_parser('params', parents=[common], help='judge a params file with perfect depth',
+                   description='Score a costmap params file on the held-out drive fed with its ground-truth '
+                   'depth placed by the nominal mount (the real camera is tilted 1 degree more): what the '
+                   'file does when the depth is right (recall, floor cells, clearing of the removed box).')
     args = parser.parse_args(argv)
     try:
         if args.frames < 2 or args.skip < 1:
             raise ValueError('--frames must be >= 2 and --skip >= 1')
-        return _tilt_command(args)
+        params = load_params(args.costmap_yaml)
+        if args.plugins:
+            params['plugins'] = args.plugins.split(',')
+        config = CostmapConfig.from_params(params)
+        from rc_offline.heldout import ensure_split
+        split = DriveSplit.load(ensure_split('heldout', args.frames))
+        print(f'held-out drive ({split.folder}), {args.frames} frames, ground-truth depth (every pixel in '
+              f'{args.skip} x {args.skip}), {args.costmap_yaml} (plugins {", ".join(params["plugins"])}), '
+              f'Nav2 {args.distro}')
+        (_tilt_command if args.command == 'tilt' else _params_command)(args, split, config)
+        return 0
     except (CostmapConfigError, ValueError, OSError) as exc:
         print(f'costmap_eval: {exc}', file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rc_offline.costmap import DISTROS
+from rc_offline.costmap import DISTROS, CostmapConfig
 from rc_perception.resources import share_file
 
 __all__ = ['main']
@@ -392,6 +392,7 @@ def run(args: argparse.Namespace) -> int:
     fusion_params = yaml.safe_load(params_file.read_text())['depth_fusion_node']['ros__parameters']
     costmap_yaml = Path(args.costmap_yaml) if args.costmap_yaml else share_file('config',
                                                                                  'nav2_local_costmap.yaml')
+    CostmapConfig.from_yaml(costmap_yaml)   # a missing or unusable costmap params file fails now, not last
 
     source, truth, calib = _prepare_data(args, cache)
     model = _prepare_model(args, calib, cache)

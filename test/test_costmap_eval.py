@@ -147,3 +147,16 @@ def test_tilt_sweep_counts_floor_cells_of_a_nose_down_error(split):
     assert worst_half == 0
     assert worst_five > 10 and total_five >= worst_five
     assert math.isclose(math.degrees(math.atan(0.06 / 0.69)), 5.0, abs_tol=0.05)
+
+
+def test_command_line_scores_the_held_out_drive_and_refuses_bad_arguments(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('RC_PERCEPTION_CACHE', str(tmp_path))
+    assert costmap_eval.main(['params', '--frames', '2', '--costmap-yaml', str(YAML)]) == 0
+    out = capsys.readouterr().out
+    assert 'plugins obstacle_layer, inflation_layer' in out
+    assert '| recall |' in out and '| floor_cells | 0 |' in out
+    assert costmap_eval.main(['tilt', '--frames', '2', '--errors', 'x']) == 2
+    assert capsys.readouterr().err.strip() == \
+        "costmap_eval: --errors: expected degrees separated by commas, got 'x'"
+    assert costmap_eval.main(['params', '--costmap-yaml', str(tmp_path / 'none.yaml')]) == 2
+    assert 'No such file' in capsys.readouterr().err
