@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 
 from rc_offline.costmap import (
-    LETHAL,
     CostmapConfig,
     CostmapConfigError,
     LocalCostmap,
@@ -244,10 +243,12 @@ def _marking_range(config: CostmapConfig) -> float:
 
 @dataclass(frozen=True)
 class Variant:
-    """A published costmap to score: its params and its clouds per stem (topic -> optical-frame points)."""
+    """A published costmap to score: its params, its clouds per stem (topic -> optical-frame points) and
+    where the robot believes the camera is (base <- optical per stem; default: the nominal mount)."""
 
     config: CostmapConfig
     clouds: Callable[[str], dict[str, np.ndarray]]
+    mount: Callable[[str], np.ndarray] | None = None
 
 
 def score_drive(split: DriveSplit, frames: list[tuple[str, float]], variants: dict[str, Variant],
@@ -263,15 +264,16 @@ def score_drive(split: DriveSplit, frames: list[tuple[str, float]], variants: di
         snapshot_stems: frames whose costmaps to keep for pictures.
     """
     truth = _Truth(split, truth_config, distro, truth_skip)
-    published = {name: (LocalCostmap(v.config, distro), v.clouds,
+    nominal = split.nominal.base_to_optical()
+    published = {name: (LocalCostmap(v.config, distro), v,
                         CostmapScores(_marking_range(v.config), 1.0 / v.config.update_frequency))
                  for name, v in variants.items()}
-    nominal = split.nominal.base_to_optical()
     for stem, latency in frames:
         pose = split.poses[stem]
         truth.step(stem, pose)
-        for costmap, clouds, scores in published.values():
-            costmap.update(pose.base, clouds(stem), nominal, pose.stamp)
+        for costmap, variant, scores in published.values():
+            mount = nominal if variant.mount is None else variant.mount(stem)
+            costmap.update(pose.base, variant.clouds(stem), mount, pose.stamp)
             truth.score(scores, stem, pose, costmap.lethal, latency, stem in snapshot_stems)
     return {name: scores for name, (_, _, scores) in published.items()}
 
@@ -571,31 +573,34 @@ def tilt_sweep(split: DriveSplit, config: CostmapConfig, errors_deg: list[float]
     """Floor cells marked when the camera is really pitched ``error`` degrees more nose-down than the robot
     believes (negative: more nose-up), on the ground-truth depth of every frame of ``split``.
 
-    The believed mount is the real one turned nose-up by the error about the base's y axis; floor cells are
-    lethal cells with no lethal cell of the error-free costmap within one cell (same frame).
+    The believed mount is the real one turned nose-up by the error about the base's y axis, so the error is
+    the only one; floor cells as in ``score_drive`` (no wall or object within one cell).
 
     Returns:
         (error in degrees, floor cells in the worst frame, floor cells summed over the frames) per error.
     """
     stems = sorted(split.poses, key=lambda s: split.poses[s].stamp)
-    clouds = {stem: split.truth_points(stem, skip) for stem in stems}
 
-    def lethal_per_frame(error: float) -> list[np.ndarray]:
-        cm, turn, out = LocalCostmap(config, distro), rpy_matrix(0.0, -math.radians(error), 0.0), []
-        for stem in stems:
-            pose = split.poses[stem]
-            believed = pose.base_to_optical()
-            believed[:3, :3] = turn @ believed[:3, :3]
-            out.append(cm.update(pose.base, {TOPIC: clouds[stem]}, believed, pose.stamp) == LETHAL)
-        return out
+    def believed(error: float) -> Callable[[str], np.ndarray]:
+        turn = rpy_matrix(0.0, -math.radians(error), 0.0)
 
-    reference = [_dilate(lethal) for lethal in lethal_per_frame(0.0)]
-    rows = []
-    for error in errors_deg:
-        floor = [int((lethal & ~near).sum()) for lethal, near in zip(lethal_per_frame(error), reference,
-                                                                      strict=True)]
-        rows.append((error, max(floor), sum(floor)))
-    return rows
+        def mount(stem: str) -> np.ndarray:
+            tf = split.poses[stem].base_to_optical()
+            tf[:3, :3] = turn @ tf[:3, :3]
+            return tf
+        return mount
+
+    newest: dict[str, dict] = {}   # every variant takes the same frame's cloud: read it once
+
+    def cloud(stem: str) -> dict:
+        if stem not in newest:
+            newest.clear()
+            newest[stem] = {TOPIC: split.truth_points(stem, skip)}
+        return newest[stem]
+
+    variants = {error: Variant(config, cloud, believed(error)) for error in errors_deg}
+    scores = score_drive(split, [(s, 0.0) for s in stems], variants, config, distro, truth_skip=skip)
+    return [(error, scores[error].floor_worst, scores[error].floor) for error in errors_deg]
 
 
 def _tilt_command(args: argparse.Namespace, split: DriveSplit, config: CostmapConfig) -> None:
