@@ -49,6 +49,7 @@ from rc_offline.costmap import (
     planar_pose,
     transform_points,
 )
+from rc_offline.demo_report import quaternion_matrix
 from rc_perception.camera import Intrinsics
 from rc_perception.mount import CameraMount, rpy_matrix
 
@@ -59,14 +60,6 @@ TOPIC = 'perception/fused_depth_points'
 CLEARING_TOPIC = 'perception/clearing_points'
 #: Ground-truth points at least this high above the floor (metres) are something: a wall or an object.
 OBJECT_HEIGHT = 0.02
-
-
-def _quaternion_matrix(qx: float, qy: float, qz: float, qw: float) -> np.ndarray:
-    return np.array([
-        [1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)],
-        [2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)],
-        [2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)],
-    ])
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,7 @@ class DriveSplit:
                 if not row.get('base_x'):
                     return None
                 camera = np.eye(4)
-                camera[:3, :3] = _quaternion_matrix(*(float(row[k]) for k in ('qx', 'qy', 'qz', 'qw')))
+                camera[:3, :3] = quaternion_matrix(*(float(row[k]) for k in ('qx', 'qy', 'qz', 'qw')))
                 camera[:3, 3] = [float(row[k]) for k in ('x', 'y', 'z')]
                 base = tuple(float(row[k]) for k in ('base_x', 'base_y', 'base_yaw'))
                 poses[row['stem']] = FramePose(float(row['stamp']), base, camera)
@@ -523,11 +516,12 @@ def write_costmap_figure(path: Path, scores: CostmapScores, split: DriveSplit, f
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Circle, Polygon
+    from matplotlib.patches import Circle, Patch, Polygon
 
+    names = ('free', 'lethal in both', 'truth only (missed)', 'published only (phantom)', 'stale')
     colours = ListedColormap(['white', 'black', 'orange', 'red', 'magenta'])
     snapshots = scores.snapshots
-    fig, axes = plt.subplots(1, len(snapshots), figsize=(5.2 * len(snapshots), 5.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(snapshots), figsize=(5.2 * len(snapshots), 5.9), squeeze=False)
     for ax, snap in zip(axes[0], snapshots, strict=True):
         cat = np.zeros(snap.truth.shape, np.uint8)
         cat[snap.truth & snap.published] = 1
@@ -552,7 +546,9 @@ def write_costmap_figure(path: Path, scores: CostmapScores, split: DriveSplit, f
         ax.set_title(f'frame {snap.stem} (t = {snap.stamp:.2f} s)')
         ax.set_xlabel('x (m, odom)')
         ax.set_ylabel('y (m, odom)')
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 0.98))
+    fig.legend(handles=[Patch(fc=colours(k), ec='0.6', label=name) for k, name in enumerate(names)][1:],
+               loc='lower center', ncol=4, frameon=False)
     fig.savefig(path, dpi=72)
     plt.close(fig)
     return path.name
