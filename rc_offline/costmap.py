@@ -174,8 +174,11 @@ class CostmapConfig:
             CostmapConfigError: a value of the wrong type, an unknown layer plugin, a laser-scan source, or
                 no obstacle or voxel layer at all.
         """
+        if 'plugins' not in params:
+            raise CostmapConfigError(f'{where}: no plugins list (Nav2 would load its default static, obstacle '
+                                     'and inflation layers; name the layers to evaluate)')
         layers, ignored = [], []
-        for name in _typed(params, 'plugins', ['obstacle_layer'], where):
+        for name in _typed(params, 'plugins', [], where):
             section = params.get(name)
             if not isinstance(section, Mapping) or 'plugin' not in section:
                 raise CostmapConfigError(f'{where}.plugins lists {name!r}, which has no section with a '
@@ -230,7 +233,11 @@ def _layer(name: str, kind: str, section: Mapping, where: str) -> LayerConfig:
             raise CostmapConfigError(f'{where}.{source}: data_type {src.data_type} is not modelled (the '
                                      'evaluator takes PointCloud2 sources)')
         sources.append(src)
-    return _read(LayerConfig, section, where, name=name, kind=kind, sources=tuple(sources))
+    layer = _read(LayerConfig, section, where, name=name, kind=kind, sources=tuple(sources))
+    if kind == 'voxel' and not 1 <= layer.z_voxels <= 16:
+        raise CostmapConfigError(f'{where}.z_voxels must be 1-16 (Nav2 keeps a voxel column in 16 bits and '
+                                 f'cuts it there with an error), got {layer.z_voxels}')
+    return layer
 
 
 def load_params(path: str | Path, node: str = 'local_costmap') -> dict:
@@ -539,9 +546,6 @@ class _VoxelLayer(_ObstacleLayer):
 
     def __init__(self, config: LayerConfig, costmap: CostmapConfig, distro: str) -> None:
         super().__init__(config, costmap, distro)
-        if not 1 <= config.z_voxels <= 16:
-            raise CostmapConfigError(f'{config.name}.z_voxels must be 1-16 (16-bit voxel columns), got '
-                                     f'{config.z_voxels}')
         self.voxels = np.full(self.grid.shape, _UNKNOWN_COLUMN, np.uint32)
         # Nav2 adds the 16 - z_voxels bits that never exist to the threshold (they stay "unknown").
         self.unknown_threshold = config.unknown_threshold + 16 - config.z_voxels

@@ -306,6 +306,8 @@ def test_params_are_read_with_nav2_types():
         CostmapConfig.from_params(params(width=3.5))
     with pytest.raises(CostmapConfigError, match='cam.obstacle_max_range: Nav2 declares it as a double'):
         CostmapConfig.from_params(params(source={'obstacle_max_range': 2}))
+    with pytest.raises(CostmapConfigError, match='layer.z_voxels must be 1-16'):
+        CostmapConfig.from_params(params('voxel', layer={'z_voxels': 17}))
 
 
 def test_unmodelled_plugins_and_sources_are_refused_and_inflation_is_left_out():
@@ -320,6 +322,10 @@ def test_unmodelled_plugins_and_sources_are_refused_and_inflation_is_left_out():
         CostmapConfig.from_params(params(source={'data_type': 'LaserScan'}))
     with pytest.raises(CostmapConfigError, match="lists 'missing'"):
         CostmapConfig.from_params(params(plugins=['missing']))
+    no_plugins = params()
+    del no_plugins['plugins']
+    with pytest.raises(CostmapConfigError, match='no plugins list'):
+        CostmapConfig.from_params(no_plugins)
 
 
 def test_load_params_finds_both_params_file_layouts(tmp_path):
