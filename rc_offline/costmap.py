@@ -175,8 +175,8 @@ class CostmapConfig:
                 no obstacle or voxel layer at all.
         """
         if 'plugins' not in params:
-            raise CostmapConfigError(f'{where}: no plugins list (Nav2 would load its default static, obstacle '
-                                     'and inflation layers; name the layers to evaluate)')
+            raise CostmapConfigError(f'{where}: no plugins list (Nav2 would load its default static, '
+                                     'obstacle and inflation layers; name the layers to evaluate)')
         layers, ignored = [], []
         for name in _typed(params, 'plugins', [], where):
             section = params.get(name)
