@@ -74,10 +74,12 @@ def make_bag(path, plugin, frames=6, topics=('/student/depth', '/camera/depth', 
 
 
 def run(argv, capsys):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
     out, err = capsys.readouterr()
-    return info.value.code, out, err
+    return code, out, err
 
 
 def check_fit(path, out):
@@ -207,4 +209,6 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, capsys, case, mess
 
 def test_usage_error_exits_2(capsys):
     code, _, err = run(['--bogus'], capsys)
-    assert code == 2 and 'usage: calibrate_fusion' in err
+    assert code == 2, f'expected exit 2 for bad arguments, got {code}'
+    assert err.startswith('calibrate_fusion: error: ') and err.count('\n') == 1, \
+        f'expected one error line, got:\n{err}'
