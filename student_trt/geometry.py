@@ -15,9 +15,9 @@ the point cloud use when they scale K with ``scale_intrinsics``.
 
 **Model input** (letterbox). The camera image is resized, aspect kept, to the largest size that fits the
 model input (area average for a whole factor, else bilinear: ``student_trt.preprocess``), centred, and the
-rest is padded with the normalization mean (0 after normalization). A 4:3 camera fills a 4:3 model exactly;
-a 16:9 one (640x360) becomes 320x180 in rows 30-209 of a 320x240 input. Measured against stretching and
-centre-cropping on 16:9 synthetic frames in doc/student.md.
+rest is filled with the image mirrored at its edges. A 4:3 camera fills a 4:3 model exactly; a 16:9 one
+(640x360) becomes 320x180 in rows 30-209 of a 320x240 input. Measured against a constant padding, stretching
+and centre-cropping on synthetic 16:9 and 848x480 frames in doc/student.md.
 
 **Mapping back.** Content pixel ``r`` of the resized image covers camera coordinate ``s * r + (s - 1) / 2``
 (``s`` = camera pixels per model pixel: area centres). Each published pixel takes the model output at the
@@ -38,7 +38,8 @@ import numpy as np
 
 from rc_perception.camera import axis_map
 
-__all__ = ['OUTPUT_SIZES', 'FrameGeometry', 'Placement', 'frame_geometry', 'letterbox', 'output_grid']
+__all__ = ['OUTPUT_SIZES', 'FrameGeometry', 'Placement', 'frame_geometry', 'letterbox', 'nearest_content',
+           'output_grid']
 
 #: Values of the node's ``output_size`` parameter.
 OUTPUT_SIZES = ('model', 'input')
@@ -107,7 +108,7 @@ def letterbox(camera: tuple[int, int], model: tuple[int, int]) -> Placement:
     return Placement((mh - height) // 2, (mw - width) // 2, height, width)
 
 
-def _nearest_content(camera: int, grid: int, content: int) -> np.ndarray:
+def nearest_content(camera: int, grid: int, content: int) -> np.ndarray:
     """For each of ``grid`` published pixels on one axis, the nearest of ``content`` resized pixels to its
     camera coordinate (``axis_map``), the resized pixel ``r`` sitting at ``s * r + (s - 1) / 2``."""
     u = axis_map(camera, grid).source_coordinate(np.arange(grid, dtype=np.float64))
@@ -140,7 +141,7 @@ def frame_geometry(camera: tuple[int, int], model: tuple[int, int],
     camera = _sizes('camera', camera)
     place = letterbox(camera, model)
     grid = output_grid(camera, model) if output_size == 'model' else camera
-    rows = _nearest_content(camera[0], grid[0], place.height) + place.top
-    cols = _nearest_content(camera[1], grid[1], place.width) + place.left
+    rows = nearest_content(camera[0], grid[0], place.height) + place.top
+    cols = nearest_content(camera[1], grid[1], place.width) + place.left
     rows.flags.writeable = cols.flags.writeable = False
     return FrameGeometry(camera, grid, place, rows, cols)

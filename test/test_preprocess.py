@@ -82,17 +82,37 @@ def _blocks(height: int, width: int, k: int, seed: int) -> tuple[np.ndarray, np.
 
 
 @pytest.mark.parametrize('camera, k, top', [((360, 640), 2, 30), ((720, 1280), 4, 30), ((480, 640), 2, 0)])
-def test_16_9_images_are_letterboxed_with_the_mean_as_padding(camera, k, top):
+def test_16_9_images_are_letterboxed_with_mirrored_padding(camera, k, top):
     spec = ModelSpec(mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 1.0))
     image, colours = _blocks(*camera, k, seed=k)
     x = Preprocessor(spec)(image, 'rgb8')
     rows = colours.shape[0]
     assert x.shape == (1, 3, 240, 320)
-    pad = np.concatenate([x[0, :, :top], x[0, :, top + rows:]], axis=1)
-    assert pad.size == 3 * (240 - rows) * 320 and np.all(pad == 0.0), 'padding must be the mean (0)'
-    # Each model pixel averages one k x k block of one colour: (colour / 255 - mean) / std.
+    # Each content pixel averages one k x k block of one colour: (colour / 255 - mean) / std.
     expected = (colours / 255.0 - np.array(spec.mean)) / np.array(spec.std)
     np.testing.assert_allclose(x[0, :, top:top + rows].transpose(1, 2, 0), expected, atol=1e-5)
+    # The padding mirrors the content across its edge rows (30 and 209): row 0 is row 60, row 29 row 31,
+    # row 210 row 208, row 239 row 179.
+    for pad_row in range(top):
+        np.testing.assert_array_equal(x[0, :, pad_row], x[0, :, 2 * top - pad_row], err_msg=f'row {pad_row}')
+    last = top + rows - 1
+    for pad_row in range(top + rows, 240):
+        np.testing.assert_array_equal(x[0, :, pad_row], x[0, :, 2 * last - pad_row], err_msg=f'row {pad_row}')
+
+
+def test_portrait_and_very_wide_images_mirror_as_often_as_needed():
+    from student_trt.preprocess import mirror_indices
+    # numpy's 'reflect' padding, by hand: content 2..5 of 9 -> 4 3 | 2 3 4 5 | 4 3 2
+    np.testing.assert_array_equal(mirror_indices(2, 4, 9), [4, 3, 2, 3, 4, 5, 4, 3, 2])
+    np.testing.assert_array_equal(mirror_indices(3, 1, 5), [3, 3, 3, 3, 3])
+    portrait = RNG.integers(0, 256, (640, 480, 3), dtype=np.uint8)  # 180 columns in the middle of 320
+    x = Preprocessor(ModelSpec())(portrait, 'rgb8')
+    np.testing.assert_array_equal(x[0, :, :, 0], x[0, :, :, 140])  # column 0 mirrors 140 across 70
+    np.testing.assert_array_equal(x[0, :, :, 319], x[0, :, :, 179])  # 319 mirrors 179 across 249
+    strip = RNG.integers(0, 256, (10, 100, 3), dtype=np.uint8)  # 32 rows of content, 104 above and below
+    x = Preprocessor(ModelSpec())(strip, 'rgb8')
+    # 104 rows above the first content row: 62 (31 up and back) returns to it, 42 more fold at row 31 to 20.
+    np.testing.assert_array_equal(x[0, :, 0], x[0, :, 104 + 20])
 
 
 def test_a_non_whole_scale_is_bilinear_inside_the_letterbox():
@@ -101,7 +121,6 @@ def test_a_non_whole_scale_is_bilinear_inside_the_letterbox():
     x = Preprocessor(spec)(image, 'rgb8')
     ref = (torch_resize(image, 181, 320, 'bilinear') / 255.0 - np.array(spec.mean)) / np.array(spec.std)
     np.testing.assert_allclose(x[0, :, 29:210].transpose(1, 2, 0), ref, atol=1e-3)
-    assert np.all(x[0, :, :29] == 0) and np.all(x[0, :, 210:] == 0)
 
 
 def test_out_is_reused_and_checked():

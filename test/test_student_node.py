@@ -365,11 +365,8 @@ def test_start_up_parameters_at_inside_and_outside_their_bounds(ros_graph, name,
 
 # ------------------------------------------------------------------------------------------- shutdown
 
-def test_destroy_never_frees_the_model_under_a_running_inference(ros_graph, monkeypatch):
-    """If the worker is still inside an inference when destroy_node gives up waiting, the model stays open
-    (freeing TensorRT buffers under a running inference would crash the process)."""
-    import student_trt.node as node_module
-    node, pub, _, _ = start(ros_graph, collect=False)
+def block_inference(node, monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Make the next inference wait: ``entered`` is set once it is inside, it goes on at ``release``."""
     entered, release = threading.Event(), threading.Event()
     real_infer = node.backend.infer
 
@@ -379,6 +376,15 @@ def test_destroy_never_frees_the_model_under_a_running_inference(ros_graph, monk
         return real_infer(x)
 
     monkeypatch.setattr(node.backend, 'infer', blocked_infer)
+    return entered, release
+
+
+def test_destroy_never_frees_the_model_under_a_running_inference(ros_graph, monkeypatch):
+    """If the worker is still inside an inference when destroy_node gives up waiting, the model stays open
+    (freeing TensorRT buffers under a running inference would crash the process)."""
+    import student_trt.node as node_module
+    node, pub, _, _ = start(ros_graph, collect=False)
+    entered, release = block_inference(node, monkeypatch)
     monkeypatch.setattr(node_module, 'WORKER_STOP_TIMEOUT', 0.2)
     pub.publish(codecs.array_to_image(tiled(240, 320), 'rgb8', header(1)))
     assert entered.wait(20), 'the frame never reached the model'
@@ -410,15 +416,7 @@ def test_a_publish_racing_shutdown_is_dropped_quietly(monkeypatch, capfd):
         executor.add_node(n)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
-    entered, release = threading.Event(), threading.Event()
-    real_infer = node.backend.infer
-
-    def blocked_infer(x):
-        entered.set()
-        release.wait(30)
-        return real_infer(x)
-
-    monkeypatch.setattr(node.backend, 'infer', blocked_infer)
+    entered, release = block_inference(node, monkeypatch)
     try:
         pub = camera.create_publisher(Image, 'camera/rgb', qos_profile_sensor_data)
         wait_until(lambda: pub.get_subscription_count() == 1, what='the node to subscribe')
