@@ -3,11 +3,15 @@ the failure throttle and the level truth table."""
 
 import math
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from student_trt.status import FAILURE_WINDOW, FrameBook, report
+from student_trt.geometry import frame_geometry
+from student_trt.metadata import ModelSpec
+from student_trt.status import FAILURE_WINDOW, FrameBook, facts, report
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
@@ -57,6 +61,27 @@ def test_the_same_failure_is_logged_once_per_window():
     snap = book.snapshot(now=100.0 + 2 * FAILURE_WINDOW + 0.2)
     assert snap.failed == 4 and snap.failing and snap.last_failure == 'ValueError: other', snap
     assert not book.snapshot(now=100.0 + 4 * FAILURE_WINDOW).failing, 'failing ends after the window'
+
+
+def test_a_failure_keeps_the_node_failing_for_five_seconds():
+    book = FrameBook()
+    book.failed('BackendError: boom', now=100.0)
+    assert book.snapshot(now=104.99).failing, 'inside the 5 s window'
+    assert not book.snapshot(now=105.0).failing, 'the window ends 5 s after the failure'
+
+
+def test_facts_name_the_backend_and_the_grid():
+    backend = SimpleNamespace(name='onnxruntime', description='onnxruntime 1.31.1', selection_reason='',
+                              model_path=Path('/models/student_fp32.onnx'), precision='fp32',
+                              spec=ModelSpec(height=240, width=320))
+    before = facts(backend, 'model', None)
+    assert before == {'backend': 'onnxruntime', 'backend detail': 'onnxruntime 1.31.1', 'backend choice': '-',
+                      'model': '/models/student_fp32.onnx', 'input size': '320x240', 'precision': 'fp32',
+                      'output size': 'model', 'output grid': '-'}, before
+    backend.selection_reason = 'auto: an ONNX model'
+    after = facts(backend, 'input', frame_geometry((360, 640), (240, 320), 'input'))
+    assert (after['backend choice'], after['output size'], after['output grid']) == \
+        ('auto: an ONNX model', 'input', '640x360 from 640x360 camera images'), after
 
 
 def test_inference_percentiles_and_shutdown_drops():
