@@ -156,6 +156,21 @@ def bench_inference(path: Path, args) -> dict:
                 'frame_p50_ms': stats(timed(node_frame, 3, frames))['p50_ms'], **costs}
 
 
+def _node_figures(node, outputs: list[float], sent: int, start: float, end: float) -> dict:
+    """Rates, counts and per-phase latency of a node fed ``sent`` frames from ``start`` to ``end``."""
+    deadline = end + 10
+    while node.book.snapshot().pending and time.monotonic() < deadline:
+        time.sleep(0.01)  # the frame in hand finishes before the counts are read
+    snap = node.book.snapshot()
+    window = [t for t in outputs if start <= t <= end]
+    fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0
+    phases = {key.replace(' (ms)', '').replace(' ', '_') + '_ms': round(value, 3)
+              for key, value in node.latency.values().items()}
+    return {'published_hz': round(sent / (end - start), 1), 'output_hz': round(fps, 2),
+            'frames_in': snap.received, 'processed': snap.processed, 'dropped_stale': snap.dropped_stale,
+            'inference_p50_ms': round(snap.inference_p50, 3), **phases}
+
+
 def bench_node(path: Path, args, frame_ms: float) -> dict:
     """student_trt_node in its own rclpy context, fed 640x480 rgb8 frames at ~2.5x its frame rate."""
     import rclpy
@@ -201,18 +216,7 @@ def bench_node(path: Path, args, frame_ms: float) -> dict:
             delay = start + i / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        end = time.monotonic()
-        deadline = end + 10
-        while node.book.snapshot().pending and time.monotonic() < deadline:
-            time.sleep(0.01)  # the frame in hand finishes before the counts are read
-        snap = node.book.snapshot()
-        window = [t for t in outputs if start <= t <= end]
-        fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0
-        phases = {key.replace(' (ms)', '').replace(' ', '_') + '_ms': round(value, 3)
-                  for key, value in node.latency.values().items()}
-        return {'published_hz': round(i / (end - start), 1), 'output_hz': round(fps, 2),
-                'frames_in': snap.received, 'processed': snap.processed, 'dropped_stale': snap.dropped_stale,
-                'inference_p50_ms': round(snap.inference_p50, 3), **phases}
+        return _node_figures(node, outputs, i, start, time.monotonic())
     finally:
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()

@@ -110,11 +110,14 @@ def letterbox(camera: tuple[int, int], model: tuple[int, int]) -> Placement:
 
 def nearest_content(camera: int, grid: int, content: int) -> np.ndarray:
     """For each of ``grid`` published pixels on one axis, the nearest of ``content`` resized pixels to its
-    camera coordinate (``axis_map``), the resized pixel ``r`` sitting at ``s * r + (s - 1) / 2``."""
+    camera coordinate (``axis_map``), the resized pixel ``r`` sitting at ``s * r + (s - 1) / 2``.
+
+    The grid is never finer than the camera (``grid <= camera``), so its coordinates lie in
+    ``[0, camera - 1]`` and every one is within ``s / 2`` of a resized pixel: no index falls outside.
+    """
     u = axis_map(camera, grid).source_coordinate(np.arange(grid, dtype=np.float64))
     s = camera / content
-    r = (u - (s - 1.0) / 2.0) / s
-    return np.clip(np.floor(r + 0.5), 0, content - 1).astype(np.intp)
+    return np.floor((u - (s - 1.0) / 2.0) / s + 0.5).astype(np.intp)
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,8 @@ class StudentTrtNode(Node):
 
     def _setup(self, p) -> None:
         self.spec = spec = self.backend.spec
-        self._pre, self._input = Preprocessor(spec), np.empty((1, 3, spec.height, spec.width), np.float32)
+        self._pre = Preprocessor(spec)
+        self._input = np.empty(self._pre.shape, np.float32)
         try:
             self._post = Postprocessor(spec)
             warmup = self.backend.warmup(p.warmup_iterations)
@@ -137,7 +138,7 @@ class StudentTrtNode(Node):
                                        qos_overriding_options=opts)
         self._image_topic = sub.topic_name
         self.diagnostics = node_support.Diagnostics(self, 'student inference', self._diagnostics,
-                                       period=p.diagnostics_period)
+                                                    period=p.diagnostics_period)
         self._worker = threading.Thread(target=self._run_worker, name='student_inference', daemon=True)
         self._worker.start()
         warm = f', warm-up {len(warmup)} runs, last {warmup[-1]:.1f} ms' if warmup else ''

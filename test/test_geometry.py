@@ -22,6 +22,10 @@ MODEL = (240, 320)
     ((481, 641), (240, 320)),    # only /1 (4x): 481/2.0036 and 641/2.0036 rounded
     ((120, 160), (120, 160)),    # smaller than the model: its own size, never upsampled
     ((10, 100), (10, 100)),
+    ((1, 1), (1, 1)),
+    # a line camera: only /1 (4.2x); sqrt(320002 / 76800) = 2.0412 -> 2 / 2.0412 rounds to 1 row,
+    # 160001 / 2.0412 = 78383.9 to 78384 columns
+    ((2, 160001), (1, 78384)),
 ])
 def test_output_grid_keeps_the_camera_aspect_near_the_model_size(camera, grid):
     assert output_grid(camera, MODEL) == grid, f'{camera}: expected {grid}, got {output_grid(camera, MODEL)}'
@@ -34,6 +38,7 @@ def test_output_grid_keeps_the_camera_aspect_near_the_model_size(camera, grid):
     ((480, 848), Placement(29, 0, 181, 320)),    # 848 / 320 = 2.65 -> 181.1 rows; 59 rows of padding: 29 + 30
     ((640, 480), Placement(0, 70, 240, 180)),    # portrait: 640 / 240 = 2.67 -> 180 columns, 70 either side
     ((10, 100), Placement(104, 0, 32, 320)),     # 100 / 320 -> 10 / 0.3125 = 32 rows
+    ((1, 10000), Placement(119, 0, 1, 320)),     # 1 / 31.25 rounds to 0 rows: at least 1
 ])
 def test_letterbox_fits_the_whole_image_centred(camera, placement):
     assert letterbox(camera, MODEL) == placement
