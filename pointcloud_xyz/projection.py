@@ -146,11 +146,10 @@ class RayGrid:
 def _gather(z: np.ndarray, keep: np.ndarray, rays: Rays, out: Allocator) -> np.ndarray:
     """(N, 3) points ``z * ray`` of the ``keep`` pixels, in row-major order."""
     points = out((int(np.count_nonzero(keep)), 3))
-    if points.shape[0]:
-        x_full, y_full = rays.full()
-        points[:, 2] = z[keep]
-        np.multiply(x_full[keep], points[:, 2], out=points[:, 0])
-        np.multiply(y_full[keep], points[:, 2], out=points[:, 1])
+    x_full, y_full = rays.full()
+    points[:, 2] = z[keep]
+    np.multiply(x_full[keep], points[:, 2], out=points[:, 0])
+    np.multiply(y_full[keep], points[:, 2], out=points[:, 1])
     return points
 
 

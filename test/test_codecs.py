@@ -16,7 +16,10 @@ RNG = np.random.default_rng(0)
 SAMPLES = {
     'rgb8': RNG.integers(0, 256, (4, 5, 3), dtype=np.uint8),
     'bgr8': RNG.integers(0, 256, (4, 5, 3), dtype=np.uint8),
+    'rgba8': RNG.integers(0, 256, (4, 5, 4), dtype=np.uint8),
+    'bgra8': RNG.integers(0, 256, (4, 5, 4), dtype=np.uint8),
     'mono8': RNG.integers(0, 256, (4, 5), dtype=np.uint8),
+    '8UC1': RNG.integers(0, 256, (4, 5), dtype=np.uint8),
     'mono16': RNG.integers(0, 65536, (4, 5), dtype=np.uint16),
     '16UC1': RNG.integers(0, 65536, (4, 5), dtype=np.uint16),
     '32FC1': RNG.random((4, 5), dtype=np.float32),
@@ -64,6 +67,13 @@ def test_read_is_a_read_only_view_without_copy():
     assert np.shares_memory(view, np.frombuffer(msg.data, np.uint8))
 
 
+def test_byte_order_flag_of_one_byte_pixels_changes_nothing():
+    msg = raw_image(SAMPLES['rgb8'], 'rgb8', big_endian=True)
+    view = codecs.image_to_array(msg)
+    np.testing.assert_array_equal(view, SAMPLES['rgb8'])
+    assert np.shares_memory(view, np.frombuffer(msg.data, np.uint8)), 'one-byte pixels were copied'
+
+
 @pytest.mark.parametrize('encoding', ['mono16', '16UC1', '32FC1'])
 def test_read_converts_foreign_byte_order(encoding):
     arr = SAMPLES[encoding]
@@ -85,13 +95,22 @@ def test_unknown_encoding_zero_size_and_small_step_are_named():
     msg = raw_image(SAMPLES['mono8'], 'yuv422')
     with pytest.raises(codecs.ImageFormatError, match="unsupported encoding 'yuv422'"):
         codecs.image_to_array(msg)
-    empty = Image(height=0, width=5, encoding='mono8', step=5)
-    with pytest.raises(codecs.ImageFormatError, match='zero size'):
-        codecs.image_to_array(empty)
+    for height, width in ((0, 5), (5, 0)):
+        empty = Image(height=height, width=width, encoding='mono8', step=width)
+        with pytest.raises(codecs.ImageFormatError, match=rf'zero size \({width}x{height}'):
+            codecs.image_to_array(empty)
     small = raw_image(SAMPLES['32FC1'], '32FC1')
     small.step = 8
-    with pytest.raises(codecs.ImageFormatError, match=r'step 8 is smaller than .* = 20'):
+    expected = r"step 8 is smaller than width \* bytes per pixel = 5 \* 4 = 20 for encoding '32FC1'"
+    with pytest.raises(codecs.ImageFormatError, match=expected):
         codecs.image_to_array(small)
+    small_rgb = raw_image(SAMPLES['rgb8'], 'rgb8')
+    small_rgb.step = 14
+    expected = r'step 14 is smaller than width \* bytes per pixel = 5 \* 3 = 15'
+    with pytest.raises(codecs.ImageFormatError, match=expected):
+        codecs.image_to_array(small_rgb)
+    one = raw_image(np.array([[7]], np.uint8), 'mono8')  # the smallest image there is
+    np.testing.assert_array_equal(codecs.image_to_array(one), [[7]])
 
 
 def test_write_rejects_array_that_does_not_fit_encoding():
@@ -212,14 +231,15 @@ def test_camera_info_with_a_region_of_interest_is_refused():
 @pytest.mark.parametrize('encoding, arr', [
     ('32FC1', np.array([[1.5, np.nan, -2.0], [0.0, 3.25, 7.0]], np.float32)),
     ('mono8', np.array([[0, 1, 2], [253, 254, 255]], np.uint8)),
-    ('rgb8', np.arange(18, dtype=np.uint8).reshape(2, 3, 3)),
+    ('rgb8', np.arange(24, dtype=np.uint8).reshape(2, 4, 3)),
 ])
 def test_image_writer_layout_and_reuse(encoding, arr):
     writer = codecs.ImageWriter(encoding)
     header = Header(frame_id='cam')
     msg = writer.write(arr, header)
     bpp = {'32FC1': 4, 'mono8': 1, 'rgb8': 3}[encoding]
-    assert (msg.height, msg.width, msg.step, msg.encoding) == (2, 3, 3 * bpp, encoding)
+    width = arr.shape[1]
+    assert (msg.height, msg.width, msg.step, msg.encoding) == (2, width, width * bpp, encoding)
     assert msg.is_bigendian == (sys.byteorder == 'big') and msg.header.frame_id == 'cam'
     assert bytes(msg.data) == arr.tobytes()  # rows back to back: no padding
     address = msg.data.buffer_info()[0]
@@ -227,11 +247,14 @@ def test_image_writer_layout_and_reuse(encoding, arr):
     assert writer.write(second, Header(frame_id='other')) is msg
     assert msg.data.buffer_info()[0] == address, 'the payload was allocated again for a same-size frame'
     assert bytes(msg.data) == second.tobytes() and msg.header.frame_id == 'other'
-    out = writer.array(2, 3)
+    out = writer.array(2, width)
     assert out.flags.writeable and np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
     bigger = writer.array(4, 5)
     assert (msg.height, msg.width, msg.step, len(msg.data)) == (4, 5, 5 * bpp, 20 * bpp)
     assert bigger.shape[:2] == (4, 5)
+    given = array.array('B', bytes(len(msg.data)))
+    msg.data = given
+    assert msg.data is given, 'the message copied its payload on assignment (check_fields not asked for)'
 
 
 def test_image_writer_refuses_what_does_not_fit():

@@ -32,16 +32,21 @@ def header(sec: int, frame: str = 'camera_optical') -> Header:
     return h
 
 
+def start_pipeline(graph, overrides=()):
+    """The node (with parameter overrides), a cloud collector and the two input publishers, connected."""
+    node = graph.add(PointCloudXyzNode, parameter_overrides=list(overrides))
+    clouds = graph.collect(PointCloud2, 'perception/fused_depth_points')
+    depth_pub = graph.publisher(Image, 'perception/fused_depth')
+    info_pub = graph.publisher(CameraInfo, 'camera/camera_info')
+    graph.wait_for_subscribers(depth_pub)
+    graph.wait_for_subscribers(info_pub)
+    graph.wait_for_publishers('perception/fused_depth_points')
+    return graph, node, clouds, depth_pub, info_pub
+
+
 @pytest.fixture
 def pipeline(ros_graph):
-    node = ros_graph.add(PointCloudXyzNode)
-    clouds = ros_graph.collect(PointCloud2, 'perception/fused_depth_points')
-    depth_pub = ros_graph.publisher(Image, 'perception/fused_depth')
-    info_pub = ros_graph.publisher(CameraInfo, 'camera/camera_info')
-    ros_graph.wait_for_subscribers(depth_pub)
-    ros_graph.wait_for_subscribers(info_pub)
-    ros_graph.wait_for_publishers('perception/fused_depth_points')
-    return ros_graph, node, clouds, depth_pub, info_pub
+    return start_pipeline(ros_graph)
 
 
 def send_info(graph, node, info_pub, info=None):
@@ -237,13 +242,7 @@ def test_range_min_not_below_range_max_is_refused_over_dds_and_at_start_up(ros_g
 def test_depth_at_range_bounds_stays_just_outside_drops(ros_graph, encoding, organized):
     overrides = [Parameter('range_min', value=0.5), Parameter('range_max', value=2.0),
                  Parameter('organized', value=organized), Parameter('skip', value=2)]
-    node = ros_graph.add(PointCloudXyzNode, parameter_overrides=overrides)
-    clouds = ros_graph.collect(PointCloud2, 'perception/fused_depth_points')
-    depth_pub = ros_graph.publisher(Image, 'perception/fused_depth')
-    info_pub = ros_graph.publisher(CameraInfo, 'camera/camera_info')
-    ros_graph.wait_for_subscribers(depth_pub)
-    ros_graph.wait_for_subscribers(info_pub)
-    ros_graph.wait_for_publishers('perception/fused_depth_points')
+    _, node, clouds, depth_pub, info_pub = start_pipeline(ros_graph, overrides)
     send_info(ros_graph, node, info_pub, info_msg(8, 4))
     # Kept pixels with skip 2: rows 1, 3 and columns 1, 3, 5, 7 of a 8 x 4 image.
     if encoding == '32FC1':
@@ -331,12 +330,8 @@ def test_16_9_camera_with_half_size_depth(pipeline):
 def test_clearing_cloud_marks_the_rays_of_pixels_without_depth(ros_graph):
     overrides = [Parameter('publish_clearing_cloud', value=True), Parameter('clearing_distance', value=3.0),
                  Parameter('clearing_skip', value=2), Parameter('range_max', value=4.0)]
-    node = ros_graph.add(PointCloudXyzNode, parameter_overrides=overrides)
     clearing = ros_graph.collect(PointCloud2, 'perception/clearing_points')
-    clouds = ros_graph.collect(PointCloud2, 'perception/fused_depth_points')
-    depth_pub = ros_graph.publisher(Image, 'perception/fused_depth')
-    info_pub = ros_graph.publisher(CameraInfo, 'camera/camera_info')
-    ros_graph.wait_for_subscribers(depth_pub)
+    _, node, clouds, depth_pub, info_pub = start_pipeline(ros_graph, overrides)
     ros_graph.wait_for_publishers('perception/clearing_points')
     info = CameraInfo(width=8, height=4)
     info.k = [2.0, 0.0, 5.0, 0.0, 2.0, 3.0, 0.0, 0.0, 1.0]  # ray of pixel (u, v): ((u - 5) / 2, (v - 3) / 2)

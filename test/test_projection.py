@@ -178,14 +178,32 @@ def test_ray_grid_is_kept_until_model_size_or_skip_changes():
     grid = RayGrid(capacity=2)
     model = CameraModel(INTR)
     first = grid.rays(model, W, H)
-    assert grid.rays(CameraModel(Intrinsics(200.0, 210.0, 31.5, 23.5)), W, H) is first
+    assert first.shape == (H, W) and first.skip == 1
+    assert grid.rays(CameraModel(Intrinsics(200.0, 210.0, 31.5, 23.5)), W, H, 1) is first
     assert grid.rebuilds == 1
     grid.rays(model, W, H, skip=4)
     assert grid.rays(model, W, H) is first and grid.rebuilds == 2  # two grids kept side by side
-    grid.rays(CameraModel(Intrinsics(201.0, 210.0, 31.5, 23.5)), W, H)
-    grid.rays(model, W // 2, H // 2)
-    assert grid.rebuilds == 4
-    assert grid.rays(model, W, H) is not first and grid.rebuilds == 5  # evicted: capacity 2
+    grid.rays(CameraModel(Intrinsics(201.0, 210.0, 31.5, 23.5)), W, H)  # a third: the oldest goes
+    assert grid.rebuilds == 3
+    assert grid.rays(model, W, H) is not first and grid.rebuilds == 4
+
+
+def test_ray_grid_keeps_four_grids_by_default():
+    grid = RayGrid()
+    models = [CameraModel(Intrinsics(200.0 + i, 210.0, 31.5, 23.5)) for i in range(5)]
+    kept = [grid.rays(m, W, H) for m in models[:4]]
+    assert all(grid.rays(m, W, H) is r for m, r in zip(models[:4], kept, strict=True)) and grid.rebuilds == 4
+    grid.rays(models[4], W, H)
+    assert grid.rays(models[0], W, H) is not kept[0] and grid.rebuilds == 6
+    assert Rays(CameraModel(INTR), W, H).shape == (H, W)  # skip defaults to 1
+
+
+def test_clearing_depths_follow_a_new_distance():
+    grid = rays(Intrinsics(1.0, 1.0, 0.0, 0.0), 2, 1)
+    none = np.full((1, 2), NAN, np.float32)
+    for distance in (1.0, 2.0, 1.0):
+        pts = clearing_points(none, '32FC1', grid, range_min=0.1, range_max=5.0, distance=distance)
+        np.testing.assert_allclose(np.linalg.norm(pts, axis=1), [distance, distance], rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------- distortion
