@@ -282,6 +282,44 @@ def test_a_lens_that_folds_over_leaves_the_rim_without_rays():
     assert clearing_points(none, '32FC1', grid, range_min=0.1, range_max=5.0, distance=1.0).shape == (55, 3)
 
 
+def test_fold_radius_of_each_model():
+    """Where the radial part stops growing: d/dr r (1 + k1 r^2) = 0 at r^2 = -1 / (3 k1); for the fisheye
+    theta (1 + k3 theta^6) peaks at theta^6 = -1 / (7 k3), so r = tan(theta)."""
+    assert Distortion('plumb_bob', (-0.5, 0.0, 0.0, 0.0, 0.0)).fold_radius() == \
+        pytest.approx(math.sqrt(2 / 3), rel=1e-3)
+    tangential = Distortion('plumb_bob', (-0.5, 0.0, 0.2, 0.2, 0.0))  # p1, p2 do not move the fold
+    assert tangential.fold_radius() == pytest.approx(math.sqrt(2 / 3), rel=1e-3)
+    rational = Distortion('rational_polynomial', (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5))
+    # r / (1 + 0.5 r^6) peaks at 1 + 0.5 r^6 = 3 r^6, r^6 = 0.4
+    assert rational.fold_radius() == pytest.approx(0.4 ** (1 / 6), rel=1e-3)
+    fisheye = Distortion('equidistant', (0.0, 0.0, -0.5, 0.0))
+    assert fisheye.fold_radius() == pytest.approx(math.tan((1 / 3.5) ** (1 / 6)), rel=1e-3)
+    assert Distortion('plumb_bob', (-0.28, 0.07, 0.0, 0.0, 0.0)).fold_radius() == math.inf
+    assert Distortion('equidistant', (-0.01, 0.05, -0.06, 0.02)).fold_radius() == math.inf
+
+
+def test_a_folding_lens_has_no_rays_past_the_fold_in_any_direction():
+    """k1 = -0.5 on the diagonal: distorted radii up to 0.544 have a ray, larger ones none."""
+    lens = Distortion('plumb_bob', (-0.5, 0.0, 0.0, 0.0, 0.0))
+    radius = np.arange(80) / 100
+    for angle in (0.25 * math.pi, 0.8 * math.pi, -0.6 * math.pi):
+        x, y = lens.undistort(radius * math.cos(angle), radius * math.sin(angle))
+        np.testing.assert_array_equal(np.isfinite(x), radius <= 0.544, err_msg=f'angle {angle:.2f}')
+        r = np.hypot(x[:55], y[:55])
+        np.testing.assert_allclose(r - 0.5 * r ** 3, radius[:55], atol=1e-9)
+
+
+def test_ray_grid_keys_on_the_lens():
+    grid = RayGrid()
+    lens = CameraModel(INTR, Distortion('plumb_bob', (0.1, 0.0, 0.0, 0.0, 0.0)))
+    first = grid.rays(lens, W, H)
+    same = CameraModel(INTR, Distortion.from_camera_info('plumb_bob', [0.1, 0.0, 0.0, 0.0]))
+    assert grid.rays(same, W, H) is first
+    assert grid.rays(CameraModel(INTR, Distortion('plumb_bob', (0.2, 0.0, 0.0, 0.0, 0.0))), W, H) is not first
+    assert grid.rays(CameraModel(INTR), W, H).x.shape == (1, W)  # pinhole: broadcast rays
+    assert first.x.shape == (H, W) and grid.rebuilds == 3
+
+
 def test_distortion_from_camera_info():
     assert Distortion.from_camera_info('plumb_bob', [0.0] * 5) is None
     assert Distortion.from_camera_info('', []) is None
