@@ -74,7 +74,7 @@ class Rig:
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         from rc_perception import qos
-        rclpy.init()
+        rclpy.init(args=sys.argv[:1])  # this script's options are not ROS arguments
         self._rclpy = rclpy
         self.node = rclpy.create_node('bench_pointcloud')
         self.depth_pub = self.node.create_publisher(Image, 'perception/fused_depth', qos.sensor_data())
