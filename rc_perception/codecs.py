@@ -186,7 +186,8 @@ class ImageWriter:
     ``out = writer.array(height, width, header)`` hands out the payload as a writable ndarray to compute
     into, then ``pub.publish(writer.msg)``. The payload is allocated again only when the size changes.
     Publish before the next call (see the module docstring); one writer per publisher, used from one
-    callback at a time (a node's default, mutually exclusive callback group).
+    callback at a time (a node's default, mutually exclusive callback group). The payload is the writer's:
+    assigning ``msg.data`` elsewhere would leave the writer filling a buffer the message no longer holds.
 
     Raises:
         ImageFormatError: an encoding outside ``ENCODINGS``.
@@ -250,7 +251,7 @@ class CloudWriter:
     dense one (every point valid; height 1, ``is_dense`` true); then ``pub.publish(writer.msg)``. The payload
     is allocated again only when the shape changes (for a dense cloud, whenever the point count does).
     Publish before the next call (see the module docstring); one writer per publisher, used from one
-    callback at a time.
+    callback at a time; the payload is the writer's (do not assign ``msg.data`` elsewhere).
     """
 
     def __init__(self) -> None:
