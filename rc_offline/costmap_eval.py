@@ -404,8 +404,7 @@ def _exact(split: DriveSplit, recorded: dict, which: int) -> Callable[[str], dic
         cloud, source = recorded[stem]['cloud'], recorded[stem].get('source')
         if source is None or cloud.ndim != 3 or source.shape != cloud.shape[:2]:
             return {TOPIC: cloud}
-        truth = resample_nearest(dataset.read_depth(split.folder / 'depth' / f'{stem}.png'), source.shape,
-                                 'ground truth')
+        truth = resample_nearest(dataset.read_depth(split.folder / 'depth' / f'{stem}.png'), source.shape)
         with np.errstate(invalid='ignore', divide='ignore'):
             scale = np.where(source == which, truth / cloud[:, :, 2], np.float32(1.0))
         return {TOPIC: (cloud * scale[:, :, None]).astype(np.float32)}
