@@ -27,6 +27,12 @@ def confidence_expected(setting: str, state: StreamState, has_publisher: bool) -
     return state is StreamState.OK or (state is StreamState.WAITING and has_publisher)
 
 
+def startup_line(inputs: list[str], output: str, p, config, calibration_path: str) -> str:
+    """The node's one start-up line: topics, mode, correction and where it comes from."""
+    return (f"fusing {', '.join(inputs)} -> {output} (mode {p.mode}, alpha {config.alpha:g}, beta "
+            f"{config.beta:g} from {calibration_path or 'parameters'}, use_confidence {p.use_confidence})")
+
+
 def fallback(require_tof: bool) -> str:
     """What the node does with a student depth that has no ToF to fuse."""
     return 'skipping student frames (require_tof)' if require_tof else 'publishing student-only depth'
