@@ -39,6 +39,8 @@ PANEL_FRAMES = 3
 PANEL_CANDIDATES = 12
 #: Stem under which the outputs of the priming frames are recorded (and then dropped).
 PRIMING = '__priming__'
+#: The stacked plot of where the milliseconds go (rc_offline.demo_latency).
+LATENCY_PLOT = 'latency.png'
 
 
 def _say(text: str = '') -> None:
@@ -96,6 +98,7 @@ class Recorder:
         self.clouds: dict[str, np.ndarray] = {}          # every cloud's x, y, z by stem (the costmap's input)
         self.clearing: dict[str, np.ndarray] = {}        # perception/clearing_points, when the node sends it
         self.cloud_latency_ms: dict[str, float] = {}
+        self.arrivals: dict[str, dict[str, int]] = {}    # stem -> output -> arrival time here (ns)
         self.cloud_arrival: list[float] = []
         self.panel_stems = panel_stems
         self.diagnostics: dict[str, dict[str, str]] = {}
@@ -143,9 +146,12 @@ class Recorder:
         from rc_perception import codecs
 
         def callback(msg) -> None:
+            now_ns = time.time_ns()
             stem = self._stem(msg.header)
             if stem is None:
                 return
+            with self.lock:
+                self.arrivals.setdefault(stem, {})[key] = now_ns
             try:
                 arr = codecs.image_to_array(msg)
             except ValueError:
@@ -162,6 +168,7 @@ class Recorder:
             return
         xyz = codecs.cloud_to_xyz(msg)
         with self.lock:
+            self.arrivals.setdefault(stem, {})['cloud'] = now_ns
             self.cloud_latency_ms[stem] = (now_ns - self._ns(msg.header.stamp)) / 1e6
             self.cloud_arrival.append(time.monotonic())
             self.clouds[stem] = xyz
@@ -410,6 +417,8 @@ def run(args: argparse.Namespace) -> int:
     m = _accuracy(source, truth, stems, recorder, fusion_params, spec.num_classes)
     m.update(_pipeline_figures(recorder, replay_seconds, codes))
     m.update({'replay_rate_hz': args.rate, 'model': model.name, 'precision': spec.precision})
+    latency = _latency(recorder, out)
+    m.update(latency.metrics())
     checks = _checks(m, codes)
     costmap = _costmap(truth, recorder, costmap_yaml, args.distro, out)
     if costmap is not None:
@@ -431,8 +440,8 @@ def run(args: argparse.Namespace) -> int:
         'replay rate': f'{args.rate:g} Hz' if isinstance(source, DatasetSource) else 'recorded timing',
         'total time': f"{m['seconds_total']:.0f} s",
     }
-    write_report(out / 'report.md', m, checks, setup, spec.class_names, panels,
-                 costmap.lines if costmap is not None else [])
+    sections = (costmap.lines if costmap is not None else []) + latency.lines(LATENCY_PLOT)
+    write_report(out / 'report.md', m, checks, setup, spec.class_names, panels, sections)
     _print_summary(m, checks, truth is not None, out, len(panels))
     return 0 if all(ok for _, ok, _ in checks) else 1
 
@@ -489,6 +498,17 @@ def _pipeline_figures(recorder: Recorder, replay_seconds: float, codes: dict[str
                                                 'inference p99 (ms)'),
         'node_exit_codes': codes,
     }
+
+
+def _latency(recorder: Recorder, out: Path):
+    """The latency breakdown (rc_offline.demo_latency) and its plot, LATENCY_PLOT in ``out``."""
+    from rc_offline.demo_latency import breakdown, write_plot
+    with recorder.lock:
+        stamps = {stem: stamp for stamp, stem in recorder.sent.items()}
+        arrivals = {stem: dict(times) for stem, times in recorder.arrivals.items()}
+        result = breakdown(dict(recorder.diagnostics), stamps, arrivals)
+    write_plot(result, out / LATENCY_PLOT)
+    return result
 
 
 def _costmap(truth: Path | None, recorder: Recorder, costmap_yaml: Path, distro: str, out: Path):
