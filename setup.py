@@ -36,6 +36,7 @@ setup(
             'student_trt_node = student_trt.node:main',
             'depth_fusion_node = depth_fusion.node:main',
             'pointcloud_xyz_node = pointcloud_xyz.node:main',
+            'perception_composed = rc_perception.composition:main',
             'replay_node = rc_offline.replay:main',
             # Offline tools
             'export_trt = rc_offline.export:main',
