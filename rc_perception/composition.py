@@ -19,6 +19,10 @@ This module is that container. Like a component container it loads node classes 
 (stages -> support); test_composition checks every name against the stage's node class. The process
 lifecycle (signals, the stop order, exit codes) is ``node_support.run_nodes``, the same as for one node:
 one single-threaded executor for every callback; the student runs inference in its own worker thread.
+
+The node executables (student_trt_node, depth_fusion_node, pointcloud_xyz_node) start here too, as a
+container of one node: every entry point notes SIGINT and SIGTERM (``StopSignals``) before it imports
+rclpy and the node, so a Ctrl-C during the first second of a process is a clean stop.
 """
 
 from __future__ import annotations
@@ -28,11 +32,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from rclpy.utilities import remove_ros_args
+from rc_perception.stop_signals import StopSignals
 
-from rc_perception.node_support import run_nodes
-
-__all__ = ['NODE_CLASSES', 'load_node_class', 'main']
+__all__ = ['NODE_CLASSES', 'depth_fusion_node', 'load_node_class', 'main', 'pointcloud_xyz_node',
+           'student_trt_node']
 
 #: Node name -> 'module:Class', in pipeline order.
 NODE_CLASSES = {
@@ -62,8 +65,22 @@ def load_node_class(name: str) -> type:
     return cls
 
 
+def _run(names: Sequence[str], argv: Sequence[str], stop: StopSignals) -> int:
+    from rc_perception.node_support import run_nodes  # the heavy imports, once the signals are noted
+
+    try:
+        classes = [load_node_class(name) for name in names]
+    except ValueError as exc:  # e.g. a dependency of the node that is not installed
+        print(f'{argv[0]}: {exc}', file=sys.stderr)
+        return 1
+    return run_nodes(classes, args=argv, stop=stop)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Run the given nodes (default: the whole pipeline) in this process until SIGINT or SIGTERM."""
+    stop = StopSignals()
+    from rclpy.utilities import remove_ros_args
+
     argv = list(sys.argv[1:] if args is None else args)
     parser = argparse.ArgumentParser(
         prog='perception_composed', description=__doc__.split('\n\n')[0],
@@ -73,11 +90,31 @@ def main(args: Sequence[str] | None = None) -> None:
     names = parser.parse_args(remove_ros_args(['perception_composed', *argv])[1:]).nodes
     if len(set(names)) != len(names):
         parser.exit(2, f'perception_composed: error: a node is named twice in {names}\n')
-    try:
-        classes = [load_node_class(name) for name in names]
-    except ValueError as exc:
-        parser.exit(2, f'perception_composed: error: {exc}\n')
-    sys.exit(run_nodes(classes, args=['perception_composed', *argv]))
+    unknown = [name for name in names if name not in NODE_CLASSES and ':' not in name]
+    if unknown:
+        parser.exit(2, f"perception_composed: error: unknown node(s) {', '.join(unknown)}: expected "
+                       f"{', '.join(NODE_CLASSES)} or module:Class\n")
+    sys.exit(_run(names, ['perception_composed', *argv], stop))
+
+
+def _single(name: str) -> None:
+    stop = StopSignals()
+    sys.exit(_run([name], sys.argv, stop))
+
+
+def student_trt_node() -> None:
+    """Console script: student_trt_node alone (see student_trt.node)."""
+    _single('student_trt_node')
+
+
+def depth_fusion_node() -> None:
+    """Console script: depth_fusion_node alone (see depth_fusion.node)."""
+    _single('depth_fusion_node')
+
+
+def pointcloud_xyz_node() -> None:
+    """Console script: pointcloud_xyz_node alone (see pointcloud_xyz.node)."""
+    _single('pointcloud_xyz_node')
 
 
 if __name__ == '__main__':

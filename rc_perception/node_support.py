@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import sys
 import threading
 import time
@@ -22,6 +19,7 @@ from rclpy.signals import SignalHandlerOptions
 from rc_perception import qos
 from rc_perception.fastdds import apply_large_message_profile
 from rc_perception.params import NodeParams, ParamSpec
+from rc_perception.stop_signals import StopSignals
 
 __all__ = ['BadInput', 'Diagnostics', 'RateMeter', 'StartupError', 'main_for', 'run_nodes', 'startup_params']
 
@@ -147,45 +145,7 @@ def _fmt(value) -> str:
     return str(value)
 
 
-class _StopSignals:
-    """SIGINT and SIGTERM ask the process to stop; ``wait`` sleeps until one comes or ``wake`` is called.
-
-    The handlers only note the signal. The main thread is woken through a pipe that the interpreter
-    writes from its C-level handler (``signal.set_wakeup_fd``), so no ROS call runs inside a signal
-    handler, a signal that arrives before ``wait`` is not lost, and the executor thread can wake the
-    main thread the same way when it ends. Installed after ``rclpy.init`` was told to install none.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
-        self._previous_fd = signal.set_wakeup_fd(self._write)
-        self._previous = {signum: signal.signal(signum, self._note) for signum in self.SIGNALS}
-
-    def _note(self, signum: int, frame) -> None:
-        if self.received is None:
-            self.received = signum
-
-    def wake(self) -> None:
-        """Wake ``wait`` (from any thread)."""
-        with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending anyway
-            os.write(self._write, b'\0')
-
-    def wait(self) -> None:
-        os.read(self._read, 1)  # a signal's byte from the interpreter, or wake()'s
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(self._previous_fd)
-        os.close(self._read)
-        os.close(self._write)
-
-
-def _spin_until_stopped(executor: SingleThreadedExecutor, stop: _StopSignals) -> None:
+def _spin_until_stopped(executor: SingleThreadedExecutor, stop: StopSignals) -> None:
     """Spin ``executor`` in a thread until a signal comes; then let the callback in hand finish and return.
 
     The main thread only waits: Python runs signal handlers in the main thread, which cannot happen while
@@ -216,7 +176,7 @@ def _spin_until_stopped(executor: SingleThreadedExecutor, stop: _StopSignals) ->
 
 
 def _start_nodes(factories: Sequence[Callable[[], Node]], executor: SingleThreadedExecutor,
-                 nodes: list[Node], stop: _StopSignals) -> None:
+                 nodes: list[Node], stop: StopSignals) -> None:
     """Build the nodes in order into ``nodes`` (the caller destroys them), unless a signal came first."""
     for factory in factories:
         if stop.received is not None:
@@ -226,8 +186,12 @@ def _start_nodes(factories: Sequence[Callable[[], Node]], executor: SingleThread
         executor.add_node(node)
 
 
-def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | None = None) -> int:
+def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | None = None,
+              stop: StopSignals | None = None) -> int:
     """Run nodes in one process until SIGINT or SIGTERM; returns the process exit code.
+
+    ``stop``: handlers installed earlier, before the heavy imports (rc_perception.composition's entry
+    points); a signal noted by them ends the process with 0 before any node starts. Default: install now.
 
     Start-up: the large-message Fast DDS profile (rc_perception.fastdds), ``rclpy.init`` without rclpy's
     signal handlers, then each node in order. A bad command line, or a ``StartupError`` / ``ValueError``
@@ -250,7 +214,7 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
     except _rclpy.RCLError as exc:  # a malformed --ros-args command line (rcl has logged it too)
         print(f'cannot start: {str(exc).splitlines()[0]}', file=sys.stderr)
         return 1
-    stop = _StopSignals()
+    stop = StopSignals() if stop is None else stop
     logger = rclpy.logging.get_logger('rc_perception')
     logger.debug(profile_note)
     executor = SingleThreadedExecutor()

@@ -79,6 +79,8 @@ def test_every_executable_the_launch_starts_is_a_console_script(tmp_path):
         for process in plan.processes:
             assert process.executable in scripts, f'the launch starts {process.executable}: no console script'
     assert scripts[launch_args.CONTAINER] == 'rc_perception.composition:main'
+    for node in launch_args.NODES:  # each node executable is the container with that one node
+        assert scripts[node] == f'rc_perception.composition:{node}', f'{node} starts {scripts[node]}'
 
 
 @pytest.mark.parametrize('node', launch_args.NODES)
