@@ -15,8 +15,8 @@ import yaml
 
 from rc_perception.launch_args import scope_bare_keys
 
-from process_harness import get_parameters, start_executable
-from ros_harness import REPO, stop_process
+from process_harness import Executable, get_parameters
+from ros_harness import REPO
 from student_models import student_files
 
 pytestmark = [pytest.mark.dds, pytest.mark.slow]
@@ -49,7 +49,7 @@ def read_back(graph, procs) -> dict[str, dict]:
         for node, values in CUSTOM.items():
             got[node] = get_parameters(graph, f'/robot1/{node}', sorted(values), timeout=60.0)
     finally:
-        outputs = {name: stop_process(proc) for name, proc in procs.items()}
+        outputs = {proc.name: proc.stop() for proc in procs}
     for name, (code, out) in outputs.items():
         assert code == 0, f'{name} exited with {code}, expected 0:\n{out}'
     return got
@@ -57,16 +57,14 @@ def read_back(graph, procs) -> dict[str, dict]:
 
 def test_every_value_of_the_users_file_applies_under_a_namespace_one_process_per_node(ros_graph, tmp_path):
     args = ros_args(user_file(tmp_path))
-    procs = {node: start_executable(node, args) for node in CUSTOM}
-    got = read_back(ros_graph, procs)
+    got = read_back(ros_graph, [Executable(node, args) for node in CUSTOM])
     lost = {node: {k: (v, got[node][k]) for k, v in values.items() if got[node][k] != v}
             for node, values in CUSTOM.items()}
     assert not any(lost.values()), f'values lost under /robot1 (expected, running with): {lost}'
 
 
 def test_every_value_of_the_users_file_applies_under_a_namespace_in_the_container(ros_graph, tmp_path):
-    procs = {'perception_composed': start_executable('perception_composed', ros_args(user_file(tmp_path)))}
-    got = read_back(ros_graph, procs)
+    got = read_back(ros_graph, [Executable('perception_composed', ros_args(user_file(tmp_path)))])
     lost = {node: {k: (v, got[node][k]) for k, v in values.items() if got[node][k] != v}
             for node, values in CUSTOM.items()}
     assert not any(lost.values()), f'values lost in the container under /robot1 (expected, got): {lost}'
@@ -78,11 +76,11 @@ def test_bare_keys_are_lost_under_a_namespace_unless_the_launch_re_keys_them(ros
     (tmp_path / 'scoped.yaml').write_text(yaml.safe_dump(scope_bare_keys(bare)[0]))
     got = {}
     for name in ('bare', 'scoped'):
-        proc = start_executable('pointcloud_xyz_node', ros_args(str(tmp_path / f'{name}.yaml')))
+        proc = Executable('pointcloud_xyz_node', ros_args(str(tmp_path / f'{name}.yaml')))
         try:
             got[name] = get_parameters(ros_graph, '/robot1/pointcloud_xyz_node', ['skip'], timeout=60.0)
         finally:
-            code, out = stop_process(proc)
+            code, out = proc.stop()
         assert code == 0, f'pointcloud_xyz_node ({name} keys) exited with {code}:\n{out}'
     assert got == {'bare': {'skip': 1}, 'scoped': {'skip': 2}}, \
         f'expected the bare key ignored (skip 1, the default) and the re-keyed one applied (2), got {got}'
