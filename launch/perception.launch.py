@@ -33,7 +33,7 @@ def _stop_launch(event, context):
     message = exit_message(event.action.process_details['name'], event.returncode)
     if event.returncode != 0:
         raise NodeFailed(message)
-    return [Shutdown(reason=message)]
+    return [LogInfo(msg=f'rc_perception: {message}'), Shutdown(reason=message)]
 
 
 def _params_file(params: dict) -> str:
