@@ -6,9 +6,12 @@ skipped where launch or launch_ros is not installed. Each case ends by itself (a
 handler that stops the launch once what it waits for has happened): no sleeps.
 """
 
+import importlib.util
+import math
 import os
 import re
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,12 +22,16 @@ pytest.importorskip('launch_ros', reason='launch_ros is not installed (ROS 2 lau
                     'test on a ROS 2 machine)')
 
 import launch.logging
-from launch import LaunchDescription, LaunchService
+import rclpy
+from launch import LaunchContext, LaunchDescription, LaunchService
 from launch.actions import EmitEvent, IncludeLaunchDescription, RegisterEventHandler
 from launch.event_handlers import OnProcessIO, OnProcessStart
 from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.utilities import perform_substitutions
+from rclpy.qos import DurabilityPolicy, QoSProfile
 
+from rc_perception.launch_args import ARGUMENTS
 from rc_perception.resources import share_file
 
 pytestmark = [pytest.mark.dds, pytest.mark.slow]
@@ -121,3 +128,80 @@ def test_without_a_model_the_launch_says_the_student_is_off(capfd):
     assert code == 0, out
     assert 'rc_perception: student off: no model_path' in out, out
     assert 'student_trt_node-' not in out, f'the student must not start without a model:\n{out}'
+
+
+def launch_actions(arguments: dict) -> list:
+    """What perception.launch.py returns for these arguments: actions, none executed (nothing starts)."""
+    path = share_file('launch', 'perception.launch.py')
+    spec = importlib.util.spec_from_file_location('perception_launch', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    context = LaunchContext()
+    context.launch_configurations.update({**{a.name: a.default for a in ARGUMENTS}, **arguments})
+    return module._start(context)
+
+
+def test_the_camera_mount_nodes_get_the_mount_then_the_optical_rotation():
+    pitch = math.radians(10)
+    actions = launch_actions({'publish_camera_tf': 'true', 'camera_pitch': repr(pitch),
+                              'stages': 'pointcloud', 'base_frame': 'base_footprint'})
+    context = LaunchContext()
+    commands = []
+    for action in actions:
+        if getattr(action, 'node_package', None) == 'tf2_ros':
+            args = []
+            for part in action.cmd[1:]:  # the arguments, up to the ROS arguments launch_ros fills in later
+                text = perform_substitutions(context, part)
+                if text == '--ros-args':
+                    break
+                args.append(text)
+            commands.append((action.node_executable, args))
+    assert [exe for exe, _ in commands] == ['static_transform_publisher'] * 2, commands
+    assert [args for _, args in commands] == [
+        ['--x', '0.1', '--y', '0.0', '--z', '0.2', '--roll', '0.0', '--pitch', repr(pitch), '--yaw', '0.0',
+         '--frame-id', 'base_footprint', '--child-frame-id', 'camera_link'],
+        ['--x', '0.0', '--y', '0.0', '--z', '0.0', '--roll', repr(-math.pi / 2), '--pitch', '0.0',
+         '--yaw', repr(-math.pi / 2), '--frame-id', 'camera_link',
+         '--child-frame-id', 'camera_color_optical_frame']], commands
+
+
+def test_the_camera_mount_is_published_on_tf_static():
+    """Runs static_transform_publisher itself: needs tf2_ros (and tf2_msgs) installed."""
+    pytest.importorskip('tf2_msgs', reason='tf2_ros / tf2_msgs are not installed (ROS 2 tf2)')
+    from tf2_msgs.msg import TFMessage
+
+    got = {}
+    done = threading.Event()
+    rclpy.init()
+    node = rclpy.create_node('tf_static_probe')
+
+    def on_tf(msg):
+        for t in msg.transforms:
+            got[t.child_frame_id] = t
+        if {'camera_link', 'camera_color_optical_frame'} <= set(got):
+            done.set()
+
+    node.create_subscription(TFMessage, '/tf_static', on_tf,
+                             QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    spinner = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
+    spinner.start()
+    service = LaunchService(noninteractive=True)
+    pipeline = PythonLaunchDescriptionSource(str(share_file('launch', 'perception.launch.py')))
+    service.include_launch_description(LaunchDescription([IncludeLaunchDescription(
+        pipeline, launch_arguments={'publish_camera_tf': 'true', 'stages': 'pointcloud',
+                                    'camera_pitch': '0.2'}.items())]))
+    threading.Thread(target=lambda: (done.wait(60.0), service.shutdown()), daemon=True).start()
+    try:
+        assert service.run() == 0
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    assert done.is_set(), f'expected both camera transforms on /tf_static, got {sorted(got)}'
+    body, optical = got['camera_link'].transform, got['camera_color_optical_frame'].transform
+    assert (body.translation.x, body.translation.y, body.translation.z) == pytest.approx((0.1, 0.0, 0.2))
+    # A pure pitch p about y: q = (0, sin(p/2), 0, cos(p/2)).
+    assert (body.rotation.x, body.rotation.y, body.rotation.z, body.rotation.w) == pytest.approx(
+        (0.0, math.sin(0.1), 0.0, math.cos(0.1)), abs=1e-9)
+    # The optical rotation (roll -pi/2, yaw -pi/2), as camera drivers publish it: (-0.5, 0.5, -0.5, 0.5).
+    assert (optical.rotation.x, optical.rotation.y, optical.rotation.z, optical.rotation.w) == pytest.approx(
+        (-0.5, 0.5, -0.5, 0.5), abs=1e-9)
