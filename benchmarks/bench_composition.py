@@ -4,11 +4,12 @@
 For each layout (three node processes; perception_composed, one process with one single-threaded
 executor and the student's worker thread) the pipeline runs on the synthetic held-out sequence, replayed
 by replay_node at RATE Hz in a process of its own, with the FP32 demo student under ONNX Runtime. After
-the first cloud, a window of SECONDS is measured: camera frames (camera_info, counted here), clouds that
-reach this process (a best-effort subscriber without any profile, as Nav2), camera stamp -> cloud
-arrival latency, CPU seconds of the node processes, and, at the end of the window, their memory: RSS
-(resident pages, shared libraries counted in every process) and PSS (shared pages split between the
-processes that map them: the fair sum). The layouts alternate over RUNS.
+the first cloud, a window of SECONDS is measured: the camera frames published in it (their camera_info,
+seen here), how many of them reach this process as a cloud (a best-effort subscriber without any
+profile, as Nav2), camera stamp -> cloud arrival latency, CPU seconds of the node processes per cloud,
+and, at the end of the window, their memory: RSS (resident pages, shared libraries counted in every
+process) and PSS (shared pages split between the processes that map them: the fair sum). The layouts
+alternate over RUNS.
 
 Prints one line per run and, last, a JSON object. Usage:
     python benchmarks/bench_composition.py [--runs 2] [--seconds 30] [--rate 15] [--model student.onnx]
@@ -67,12 +68,13 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 
 class Probe:
-    """Counts camera frames and clouds; keeps camera-stamp -> arrival latency of each cloud."""
+    """Camera frames (by stamp) seen during a window, and each cloud's camera-stamp -> arrival latency."""
 
     def __init__(self, node: Node) -> None:
         self.lock = threading.Lock()
-        self.frames = 0
-        self.latency_ms: list[float] = []
+        self.window_frames: set[int] = set()
+        self.clouds: dict[int, float] = {}  # camera stamp -> latency (ms)
+        self.recording = False
         self.first_cloud = threading.Event()
         self._node = node
         self._subs = [
@@ -85,20 +87,30 @@ class Probe:
         for sub in self._subs:
             self._node.destroy_subscription(sub)
 
+    @staticmethod
+    def _stamp(msg) -> int:
+        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
     def _on_info(self, msg) -> None:
         with self.lock:
-            self.frames += 1
+            if self.recording:
+                self.window_frames.add(self._stamp(msg))
 
     def _on_cloud(self, msg) -> None:
         now = self._clock.now().nanoseconds
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self.lock:
-            self.latency_ms.append((now - stamp) / 1e6)
+            self.clouds[self._stamp(msg)] = (now - self._stamp(msg)) / 1e6
         self.first_cloud.set()
 
-    def snapshot(self) -> tuple[int, int]:
+    def record(self, on: bool) -> None:
         with self.lock:
-            return self.frames, len(self.latency_ms)
+            self.recording = on
+
+    def window(self) -> tuple[int, np.ndarray]:
+        """Camera frames of the window, and the latencies of those that reached the cloud."""
+        with self.lock:
+            return len(self.window_frames), np.asarray(
+                [ms for stamp, ms in self.clouds.items() if stamp in self.window_frames])
 
 
 def one_run(node: Node, layout: str, params_file: str, data: Path, rate: float, seconds: float) -> dict:
@@ -112,27 +124,26 @@ def one_run(node: Node, layout: str, params_file: str, data: Path, rate: float, 
     try:
         if not probe.first_cloud.wait(180.0):
             raise RuntimeError(f'{layout}: no cloud within 180 s')
-        frames0, clouds0 = probe.snapshot()
         cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        probe.record(True)
         time.sleep(seconds)  # the measurement window
-        frames1, clouds1 = probe.snapshot()
+        probe.record(False)
         cpu1 = sum(cpu_seconds(p.pid) for p in procs)
         memory = [memory_mb(p.pid) for p in procs]
-        with probe.lock:
-            latency = np.asarray(probe.latency_ms[clouds0:clouds1])
+        time.sleep(1.0)  # the clouds of the window's last frames, still in flight
+        frames, latency = probe.window()
     finally:
         for proc in (camera, *procs):
             proc.send_signal(signal.SIGINT)
         codes = [proc.wait(timeout=30) for proc in (camera, *procs)]
         probe.close()
-    frames, clouds = frames1 - frames0, clouds1 - clouds0
     return {
-        'layout': layout, 'processes': len(procs), 'camera_frames': frames, 'clouds': clouds,
-        'delivered_pct': round(100 * clouds / frames, 1) if frames else 0.0,
-        'cloud_hz': round(clouds / seconds, 2),
+        'layout': layout, 'processes': len(procs), 'camera_frames': frames, 'clouds': latency.size,
+        'delivered_pct': round(100 * latency.size / frames, 1) if frames else 0.0,
+        'cloud_hz': round(latency.size / seconds, 2),
         'latency_p50_ms': round(float(np.percentile(latency, 50)), 1) if latency.size else None,
         'latency_p99_ms': round(float(np.percentile(latency, 99)), 1) if latency.size else None,
-        'cpu_s_per_frame': round((cpu1 - cpu0) / max(clouds, 1), 4),
+        'cpu_s_per_frame': round((cpu1 - cpu0) / max(latency.size, 1), 4),
         'rss_mb': round(sum(m[0] for m in memory), 1), 'pss_mb': round(sum(m[1] for m in memory), 1),
         'rss_mb_each': [round(m[0], 1) for m in memory], 'exit_codes': codes,
     }

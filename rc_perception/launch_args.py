@@ -168,8 +168,8 @@ ARGUMENTS = (
              _choice(BACKENDS, optional=True)),
     Argument('fusion_mode', '', f"Correction of the student depth: {', '.join(FUSION_MODES)}; empty: the "
              'params file value', _choice(FUSION_MODES, optional=True)),
-    Argument('publish_source_map', '', 'true | false: also publish which source each fused pixel came from; '
-             'empty: the params file value', _optional_bool),
+    Argument('publish_source_map', '', 'true or false: also publish which source each fused pixel came '
+             'from; empty: the params file value', _optional_bool),
     Argument('rgb_topic', 'camera/rgb', 'RGB image topic of the camera (student input)', _TOPIC_CHECK),
     Argument('depth_topic', 'camera/depth', 'ToF depth image topic, registered to the RGB optical frame',
              _TOPIC_CHECK),
@@ -177,7 +177,7 @@ ARGUMENTS = (
     Argument('camera_info_topic', 'camera/camera_info', 'CameraInfo of the RGB camera (intrinsics of the '
              'cloud)', _TOPIC_CHECK),
     Argument('fastdds_large_messages', 'true', 'Give the nodes the Fast DDS profile for large best-effort '
-             'messages (clouds > 512 KB between processes are mostly lost without it)', _bool),
+             'messages (without it a share of the clouds > 512 KB between processes is lost)', _bool),
     Argument('publish_camera_tf', 'false', 'Publish the camera mount as static transforms: base_frame -> '
              'camera_link_frame (camera_x..camera_yaw) -> camera_frame (fixed optical rotation)', _bool),
     Argument('base_frame', 'base_link', 'Robot frame the camera is mounted on', _FRAME_CHECK),
