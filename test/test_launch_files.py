@@ -6,12 +6,14 @@
   remapped topic is one the node uses, every overridden parameter is declared, with the same choices;
 - perception_composed knows every node by its name;
 - config/perception.yaml keys each node /**/<node> (any namespace) and lists exactly the parameters it
-  declares, with the same defaults.
+  declares, with the same defaults;
+- doc/launch.md's argument table is the declared arguments, defaults and descriptions.
 """
 
 import ast
 import importlib
 import inspect
+import re
 from glob import glob
 from pathlib import Path
 
@@ -139,3 +141,15 @@ def test_nav2_snippet_observes_the_cloud_topic():
     nav2 = yaml.safe_load(Path(REPO, 'config', 'nav2_local_costmap.yaml').read_text())
     text = yaml.safe_dump(nav2)
     assert '/perception/fused_depth_points' in text and 'PointCloud2' in text
+
+
+def test_the_documented_argument_table_is_the_declared_arguments():
+    text = Path(REPO, 'doc', 'launch.md').read_text()
+    section = text.split('\n## Arguments\n', 1)[1].split('\n## ', 1)[0]
+    rows = re.findall(r'^\| `(\w+)` \| (?:`([^`]*)`|\(empty\)) \| (.*) \|$', section, re.M)
+    documented = {name: (default, meaning) for name, default, meaning in rows}
+    declared = {a.name: (a.default, a.description) for a in launch_args.ARGUMENTS}
+    assert documented == declared, (
+        f'doc/launch.md lacks {sorted(set(declared) - set(documented))}, documents unknown '
+        f'{sorted(set(documented) - set(declared))}, differs on '
+        f'{sorted(n for n in set(declared) & set(documented) if declared[n] != documented[n])}')
