@@ -29,14 +29,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 import yaml
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, PointCloud2
 
 from rc_offline.heldout import cache_root, ensure_split
 from rc_perception import qos
+
+from ros_spin import spinning_node
 
 REPO = Path(__file__).resolve().parent.parent
 LAYOUTS = {
@@ -161,6 +161,21 @@ def _model(path: str | None) -> Path:
     return model
 
 
+def _runs(node: Node, args: argparse.Namespace, params_file: str, data: Path, results: list) -> None:
+    for run in range(args.runs):
+        for layout in LAYOUTS:
+            result = one_run(node, layout, params_file, data, args.rate, args.seconds)
+            results.append(result)
+            print(f"run {run + 1}: {layout:15s} RSS {result['rss_mb']:6.1f} MB "
+                  f"(PSS {result['pss_mb']:6.1f}), {result['clouds']}/{result['camera_frames']} frames "
+                  f"reached the cloud "
+                  f"({result['delivered_pct']} %, {result['cloud_hz']} Hz), latency p50/p99 "
+                  f"{result['latency_p50_ms']}/{result['latency_p99_ms']} ms, CPU "
+                  f"{result['cpu_s_per_frame'] * 1e3:.1f} ms/frame, exit codes {result['exit_codes']}",
+                  flush=True)
+
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--runs', type=int, default=2)
@@ -172,30 +187,11 @@ def main() -> None:
     with tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False) as fh:
         model = str(_model(args.model))
         yaml.safe_dump({'/**/student_trt_node': {'ros__parameters': {'model_path': model}}}, fh)
-    rclpy.init()
-    node = Node('bench_composition')
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin)
-    spinner.start()
     results = []
     try:
-        for run in range(args.runs):
-            for layout in LAYOUTS:
-                result = one_run(node, layout, fh.name, data, args.rate, args.seconds)
-                results.append(result)
-                print(f"run {run + 1}: {layout:15s} RSS {result['rss_mb']:6.1f} MB "
-                      f"(PSS {result['pss_mb']:6.1f}), {result['clouds']}/{result['camera_frames']} frames "
-                      f"reached the cloud "
-                      f"({result['delivered_pct']} %, {result['cloud_hz']} Hz), latency p50/p99 "
-                      f"{result['latency_p50_ms']}/{result['latency_p99_ms']} ms, CPU "
-                      f"{result['cpu_s_per_frame'] * 1e3:.1f} ms/frame, exit codes {result['exit_codes']}",
-                      flush=True)
+        with spinning_node('bench_composition') as node:
+            _runs(node, args, fh.name, data, results)
     finally:
-        executor.shutdown()
-        spinner.join()
-        node.destroy_node()
-        rclpy.try_shutdown()
         os.unlink(fh.name)
     print(json.dumps({'rate_hz': args.rate, 'seconds': args.seconds, 'cpus': os.cpu_count(),
                       'load_avg': os.getloadavg(), 'runs': results}))

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Delivery of large best-effort clouds between processes, with and without the Fast DDS profile.
 
-pointcloud_xyz_node runs in a process of its own, with the shipped large-message profile (its default)
-or without it (RC_PERCEPTION_FASTDDS_PROFILE=off). This process plays camera and Nav2: it publishes
-FRAMES depth images (240x320 32FC1, 307,200 bytes, below Fast DDS's 512 KB default segment) with camera
-info at RATE Hz and counts the organized clouds that come back (921,600 bytes each), subscribing best
+Three processes, as on the robot: test/stub_depth_publisher.py (FRAMES depth images of 240x320 32FC1,
+307,200 bytes, below Fast DDS's 512 KB default segment, with camera info, at RATE Hz), pointcloud_xyz_node
+with the shipped large-message profile (its default) or without it (RC_PERCEPTION_FASTDDS_PROFILE=off),
+and this process, which counts the organized clouds that arrive (921,600 bytes each), subscribing best
 effort without any profile, as Nav2's costmap does. Each setting runs RUNS times, alternating.
 
 Prints one line per run and, last, a JSON object. Usage:
@@ -22,27 +22,17 @@ import sys
 import threading
 import time
 
-import numpy as np
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import Header
+from sensor_msgs.msg import PointCloud2
 
-from rc_perception import codecs, qos
+from rc_perception import qos
+
+from ros_spin import spinning_node
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLOUD = 'perception/fused_depth_points'
 HEIGHT, WIDTH = 240, 320
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    """Discovery has no event of its own: check every 20 ms."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+PROFILE_VARIABLES = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
 
 
 def one_run(node: Node, profile: bool, frames: int, rate: float) -> int:
@@ -58,30 +48,20 @@ def one_run(node: Node, profile: bool, frames: int, rate: float) -> int:
         if len(received) == frames:
             done.set()
 
-    sub = node.create_subscription(PointCloud2, 'perception/fused_depth_points', on_cloud, qos.sensor_data())
-    depth_pub = node.create_publisher(Image, 'perception/fused_depth', qos.sensor_data())
-    info_pub = node.create_publisher(CameraInfo, 'camera/camera_info', qos.sensor_data())
+    sub = node.create_subscription(PointCloud2, CLOUD, on_cloud, qos.sensor_data())
     try:
-        if not (wait_until(lambda: depth_pub.get_subscription_count() > 0, 30.0)
-                and wait_until(lambda: node.count_publishers('perception/fused_depth_points') > 0, 30.0)):
-            raise RuntimeError('pointcloud_xyz_node did not appear within 30 s')
-        depth = np.random.default_rng(0).uniform(0.3, 6.0, (HEIGHT, WIDTH)).astype(np.float32)
-        info = CameraInfo(width=WIDTH, height=HEIGHT, k=[256.0, 0, 159.5, 0, 256.0, 119.5, 0, 0, 1])
-        start = time.monotonic()
-        for i in range(frames):
-            header = Header(frame_id='camera_optical')
-            header.stamp = node.get_clock().now().to_msg()
-            info.header = header
-            info_pub.publish(info)
-            depth_pub.publish(codecs.array_to_image(depth, '32FC1', header))
-            time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+        deadline = time.monotonic() + 30.0
+        while node.count_publishers(CLOUD) == 0:  # discovery has no event of its own
+            if time.monotonic() > deadline:
+                raise RuntimeError('pointcloud_xyz_node did not appear within 30 s')
+            time.sleep(0.02)
+        subprocess.run([sys.executable, os.path.join(REPO, 'test', 'stub_depth_publisher.py'), str(frames),
+                        str(rate), str(WIDTH), str(HEIGHT)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
         done.wait(3.0)  # the last clouds in flight
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
         node.destroy_subscription(sub)
-        node.destroy_publisher(depth_pub)
-        node.destroy_publisher(info_pub)
     return len(received)
 
 
@@ -91,27 +71,16 @@ def main() -> None:
     parser.add_argument('--frames', type=int, default=150)
     parser.add_argument('--rate', type=float, default=15.0)
     args = parser.parse_args()
-    for var in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE'):
+    for var in PROFILE_VARIABLES:
         os.environ.pop(var, None)  # this process is the subscriber without a profile, like Nav2
-    rclpy.init()
-    node = Node('bench_large_messages')
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin)
-    spinner.start()
     results = {'profile': [], 'no profile': []}
-    try:
+    with spinning_node('bench_large_messages') as node:
         for run in range(args.runs):
             for name in results:
                 got = one_run(node, name == 'profile', args.frames, args.rate)
                 results[name].append(got)
                 print(f'run {run + 1}: {name:10s} {got:4d} of {args.frames} clouds '
                       f'({100 * got / args.frames:5.1f} % delivered)', flush=True)
-    finally:
-        executor.shutdown()
-        spinner.join()
-        node.destroy_node()
-        rclpy.try_shutdown()
     summary = {name: {'received': got, 'frames': args.frames,
                       'delivered_pct_min': round(100 * min(got) / args.frames, 1),
                       'delivered_pct_max': round(100 * max(got) / args.frames, 1)}
