@@ -203,7 +203,8 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
     Stop, on SIGINT or SIGTERM (exit code 0): the executor finishes the callback in hand and stops, each
     node is destroyed in reverse order (a node's ``destroy_node`` stops its worker threads), and only then
     is the context shut down, so no thread ever publishes through a dead context. rclpy's own handlers
-    would shut the context down first, from inside the signal handler.
+    would shut the context down first, from inside the signal handler. More signals during the stop (a
+    terminal's Ctrl-C and ros2 launch each send SIGINT) change nothing.
     """
     profile_note = apply_large_message_profile()
     try:
@@ -232,8 +233,10 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
         executor.shutdown(timeout_sec=0.0)
         for node in reversed(nodes):
             node.destroy_node()
-        rclpy.try_shutdown()
-        stop.restore()
+        # Not rclpy.try_shutdown(): on newer rclpy it uninstalls signal handlers, which sets SIGINT to
+        # its default for an instant, and a second Ctrl-C then kills the process.
+        rclpy.get_default_context().try_shutdown()
+        stop.close()
 
 
 def main_for(node_class: type[Node]) -> Callable[[Sequence[str] | None], None]:

@@ -46,9 +46,11 @@ class StopSignals:
     def wait(self) -> None:
         os.read(self._read, 1)  # a signal's byte from the interpreter, or wake()'s
 
-    def restore(self) -> None:
+    def close(self) -> None:
+        """Stop listening. After a stop, later SIGINT/SIGTERM are ignored while the process exits (a
+        terminal's Ctrl-C and ros2 launch each send one); otherwise the previous handlers come back."""
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if self.received is not None else handler)
         signal.set_wakeup_fd(self._previous_fd)
         os.close(self._read)
         os.close(self._write)

@@ -3,8 +3,9 @@ ERROR, FATAL or traceback in their output, in both layouts (one process per node
 
 The test process plays the camera (RGB, ToF depth, confidence and camera info at 15 Hz, one stamp per
 frame) and Nav2 (it waits for clouds), so every node is busy, the student's worker mid-inference, when the
-signal comes, as when ros2 launch stops them. A round is repeated RC_PERCEPTION_STOP_ROUNDS times
-(default 3; doc/launch.md gives the figure for 20).
+signal comes, as when ros2 launch stops them; a second signal follows at once while the process is still
+running (a terminal's Ctrl-C and ros2 launch each send one). A round is repeated RC_PERCEPTION_STOP_ROUNDS
+times (default 3; doc/launch.md gives the figure for 20).
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def start(layout: str, params_file: str) -> list[Executable]:
 
 
 def stop_all(procs: list[Executable], signum: int) -> list[str]:
-    """Signal every process at once (as ros2 launch does), then the problems: exit code, bad lines."""
+    """Signal every process at once (as ros2 launch does), again to each one still running, then the
+    problems: exit code, bad lines."""
     for proc in procs:
         proc.proc.send_signal(signum)
     problems = []
