@@ -31,8 +31,9 @@ from rc_perception.fastdds import SWITCH, profile_path, profile_variable
 from rc_perception.mount import OPTICAL_RPY, CameraMount, rpy_matrix, transform
 from rc_perception.resources import share_file
 
-__all__ = ['ARGUMENTS', 'NODES', 'STAGES', 'Argument', 'LaunchArgumentError', 'LaunchPlan', 'NodeProcess',
-           'StaticTransform', 'camera_transforms', 'node_parameters', 'plan_launch', 'to_bool']
+__all__ = ['ARGUMENTS', 'CONTAINER', 'NODES', 'STAGES', 'Argument', 'LaunchArgumentError', 'LaunchPlan',
+           'NodeProcess', 'StaticTransform', 'camera_transforms', 'check_arguments', 'exit_message',
+           'node_parameters', 'plan_launch', 'read_params_file', 'scope_bare_keys', 'to_bool']
 
 #: Stage name -> the node that runs it, in pipeline order.
 STAGES = {'student': 'student_trt_node', 'fusion': 'depth_fusion_node', 'pointcloud': 'pointcloud_xyz_node'}
