@@ -387,6 +387,7 @@ def run(args: argparse.Namespace) -> int:
     from rc_offline.heldout import cache_root
     from rc_offline.pipeline import default_params_file
     from rc_offline.replay import DatasetSource
+    from rc_perception.launch_args import node_parameters
     from student_trt.metadata import ModelSpec
 
     started = time.monotonic()
@@ -396,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
     params_file = Path(args.params_file) if args.params_file else default_params_file()
     if not params_file.is_file():
         raise RuntimeError(f'params file {params_file} does not exist')
-    fusion_params = yaml.safe_load(params_file.read_text())['depth_fusion_node']['ros__parameters']
+    fusion_params = node_parameters(yaml.safe_load(params_file.read_text()) or {}, '/depth_fusion_node')
     costmap_yaml = Path(args.costmap_yaml) if args.costmap_yaml else share_file('config',
                                                                                  'nav2_local_costmap.yaml')
     CostmapConfig.from_yaml(costmap_yaml)   # a missing or unusable costmap params file fails now, not last
