@@ -54,7 +54,7 @@ OVERRIDES = {
 }
 #: Allowed values, the same as the nodes' ParamSpec choices (test_launch_files compares them).
 BACKENDS = ('auto', 'tensorrt', 'onnxruntime')
-FUSION_MODES = ('gated', 'affine', 'median', 'online_affine')
+FUSION_MODES = ('gated', 'affine', 'median', 'online_affine', 'local')
 LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
 
 _TRUE = {'true', '1', 'yes', 'on'}
