@@ -50,8 +50,8 @@ def test_the_defaults_pass_and_every_argument_has_a_description():
 
 
 @pytest.mark.parametrize('name, value, expected', [
-    ('fusion_mode', 'bogus', "fusion_mode:='bogus': expected one of gated, affine, median, online_affine "
-                             '(or empty: the params file value)'),
+    ('fusion_mode', 'bogus', "fusion_mode:='bogus': expected one of gated, affine, median, online_affine, "
+                             'local (or empty: the params file value)'),
     ('publish_source_map', 'maybe', "publish_source_map:='maybe': expected true, false or empty"),
     ('backend', 'cuda', "backend:='cuda': expected one of auto, tensorrt, onnxruntime"),
     ('composed', 'yes please', "composed:='yes please': expected true or false"),
