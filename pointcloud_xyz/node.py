@@ -90,7 +90,6 @@ class PointCloudXyzNode(Node):
         super().__init__('pointcloud_xyz_node', **kwargs)
         self.params = startup_params(self, PARAMS, validate=_validate)
         p = self.params.values
-        self.get_logger().debug(codecs.keep_payload_memory())  # for the whole process: see its docstring
         self._grid = RayGrid()
         self._cloud = codecs.CloudWriter()
         self._clearing = codecs.CloudWriter()

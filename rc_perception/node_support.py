@@ -16,7 +16,7 @@ from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from rc_perception import qos
+from rc_perception import codecs, qos
 from rc_perception.fastdds import apply_large_message_profile
 from rc_perception.params import NodeParams, ParamSpec
 from rc_perception.stop_signals import StopSignals
@@ -193,7 +193,8 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
     ``stop``: handlers installed earlier, before the heavy imports (rc_perception.composition's entry
     points); a signal noted by them ends the process with 0 before any node starts. Default: install now.
 
-    Start-up: the large-message Fast DDS profile (rc_perception.fastdds), ``rclpy.init`` without rclpy's
+    Start-up: the large-message Fast DDS profile (rc_perception.fastdds), the allocator setting that keeps
+    per-frame message buffers mapped (``codecs.keep_payload_memory``), ``rclpy.init`` without rclpy's
     signal handlers, then each node in order. A bad command line, or a ``StartupError`` / ``ValueError``
     from a node's constructor, gives one line and exit code 1 (nodes already built are destroyed).
 
@@ -207,6 +208,7 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
     terminal's Ctrl-C and ros2 launch each send SIGINT) change nothing.
     """
     profile_note = apply_large_message_profile()
+    malloc_note = codecs.keep_payload_memory()
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except _rclpy.UnknownROSArgsError as exc:
@@ -218,6 +220,7 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
     stop = StopSignals() if stop is None else stop
     logger = rclpy.logging.get_logger('rc_perception')
     logger.debug(profile_note)
+    logger.debug(malloc_note)
     executor = SingleThreadedExecutor()
     nodes: list[Node] = []
     try:
