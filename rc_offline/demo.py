@@ -29,6 +29,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from rc_offline.costmap import DISTROS, CostmapConfig
+from rc_offline.demo_trust import FAULTS, trust_section
 from rc_perception.resources import share_file
 
 __all__ = ['main']
@@ -286,6 +287,10 @@ def _prepare_data(args: argparse.Namespace, cache: Path):
                  f'calibration images (cached in {cache})')
         heldout = ensure_split('heldout', args.frames, root=cache, progress=progress)
         _say(f'    held-out: {heldout}\n    calibration: {calib}')
+        if args.student_fault == 'shuffled':
+            from rc_offline.demo_trust import shuffled_split
+            heldout = shuffled_split(heldout, Path(args.output) / 'shuffled_split')
+            _say(f'    student fault: camera images replayed out of order against the ToF ({heldout})')
         return DatasetSource(heldout, rate=args.rate, preload=True), heldout, calib
     _step(1, f'Recording: {args.replay}')
     topics = {'rgb': args.rgb_topic, 'depth': args.depth_topic, 'confidence': args.confidence_topic,
@@ -313,9 +318,13 @@ def _prepare_model(args: argparse.Namespace, calib: Path | None, cache: Path) ->
     checkpoint = Path(args.checkpoint) if args.checkpoint else share_file('models', 'student_demo.pt')
     if not checkpoint.is_file():
         raise RuntimeError(f'checkpoint {checkpoint} does not exist')
+    if args.student_fault == 'constant':
+        from rc_offline.demo_trust import constant_checkpoint
+        checkpoint = constant_checkpoint(checkpoint, cache / f'{checkpoint.stem}_constant.pt')
+        _say(f'    student fault: {checkpoint.name}, every weight zero (one depth everywhere)')
     _step(2, f'Export of {checkpoint.name} with export_trt (ONNX FP32 + INT8 Q/DQ; engines where TensorRT '
              'is installed)')
-    exported = export_models(checkpoint, calib, cache, 'fp32,int8')
+    exported = export_models(checkpoint, calib, cache, 'fp32' if args.student_fault else 'fp32,int8')
     model = exported / f'{checkpoint.stem}_{"int8_qdq" if args.model == "int8" else "fp32"}.onnx'
     engine = exported / f'{checkpoint.stem}_{args.model}.engine'
     if args.backend in ('auto', 'tensorrt') and engine.is_file():
@@ -420,11 +429,17 @@ def run(args: argparse.Namespace) -> int:
     m.update({'replay_rate_hz': args.rate, 'model': model.name, 'precision': spec.precision})
     latency = _latency(recorder, out)
     m.update(latency.metrics())
-    checks = _checks(m, codes)
+    checks = _checks(m, codes, args.student_fault)
+    trust = None
+    if m['ground_truth']:
+        trust = trust_section(m['agreement'], dict(recorder.diagnostics), args.student_fault, args.rate,
+                              float(fusion_params.get('min_student_delta1', 0.0)))
+        m.update(trust.metrics())
+        checks.append(trust.check())
     costmap = _costmap(truth, recorder, costmap_yaml, args.distro, out)
     if costmap is not None:
         m.update(costmap.metrics)
-        checks += costmap.checks
+        checks += [] if args.student_fault else costmap.checks  # a wrong student is judged by its gate
     m['seconds_total'] = time.monotonic() - started
     m['checks'] = {name: ok for name, ok, _ in checks}
     write_metrics(out / 'metrics.json', m)
@@ -441,7 +456,8 @@ def run(args: argparse.Namespace) -> int:
         'replay rate': f'{args.rate:g} Hz' if isinstance(source, DatasetSource) else 'recorded timing',
         'total time': f"{m['seconds_total']:.0f} s",
     }
-    sections = (costmap.lines if costmap is not None else []) + latency.lines(LATENCY_PLOT)
+    sections = ((trust.lines() if trust is not None else []) + (costmap.lines if costmap is not None else [])
+                + latency.lines(LATENCY_PLOT))
     write_report(out / 'report.md', m, checks, setup, spec.class_names, panels, sections)
     _print_summary(m, checks, truth is not None, out, len(panels))
     return 0 if all(ok for _, ok, _ in checks) else 1
@@ -585,7 +601,7 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _checks(m: dict, codes: dict[str, int]) -> list[tuple[str, bool, str]]:
+def _checks(m: dict, codes: dict[str, int], fault: str | None) -> list[tuple[str, bool, str]]:
     checks = [
         ('every node exited cleanly', all(c == 0 for c in codes.values()),
          ', '.join(f'{k} {v}' for k, v in codes.items())),
@@ -594,9 +610,10 @@ def _checks(m: dict, codes: dict[str, int]) -> list[tuple[str, bool, str]]:
     ]
     if m['ground_truth']:
         cov = (m['coverage_student'], m['coverage_tof'], m['coverage_fused'])
-        checks += [
+        checks += [] if fault else [   # a faulty student's fill is to be withheld: coverage drops
             ('fused coverage >= student and ToF coverage', cov[2] >= max(cov[0], cov[1]),
-             f'fused {100 * cov[2]:.2f} %, student {100 * cov[0]:.2f} %, ToF {100 * cov[1]:.2f} %'),
+             f'fused {100 * cov[2]:.2f} %, student {100 * cov[0]:.2f} %, ToF {100 * cov[1]:.2f} %')]
+        checks += [
             ('fused RMSE below the student alone', m['rmse_fused'] < m['rmse_student'],
              f"fused {m['rmse_fused']:.3f} m < student {m['rmse_student']:.3f} m"),
             ('fused equals the ToF where the ToF is valid and confident', m['tof_pixels_replaced'] == 0,
@@ -636,6 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--costmap-yaml',
                         help='Nav2 params file whose local costmap judges the cloud (default: the installed '
                              'config/nav2_local_costmap.yaml)')
+    parser.add_argument('--student-fault', choices=FAULTS, default=None,
+                        help='make the student wrong on purpose to check the fusion\'s trust gate: constant '
+                             '(a model with every weight zero) or shuffled (camera images out of order '
+                             'against the ToF)')
     parser.add_argument('--distro', choices=DISTROS, default='humble',
                         help="whose Nav2 costmap semantics to model (default humble, the oldest target)")
     recording = parser.add_argument_group(
