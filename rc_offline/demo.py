@@ -426,7 +426,8 @@ def run(args: argparse.Namespace) -> int:
                                                   else model))
     m = _accuracy(source, truth, stems, recorder, fusion_params, spec.num_classes)
     m.update(_pipeline_figures(recorder, replay_seconds, codes))
-    m.update({'replay_rate_hz': args.rate, 'model': model.name, 'precision': spec.precision})
+    m.update({'replay_rate_hz': args.rate, 'model': model.name, 'precision': spec.precision,
+              'input_folder': str(truth if truth is not None else args.replay)})
     latency = _latency(recorder, out)
     m.update(latency.metrics())
     checks = _checks(m, codes, args.student_fault)
@@ -443,6 +444,8 @@ def run(args: argparse.Namespace) -> int:
     m['seconds_total'] = time.monotonic() - started
     m['checks'] = {name: ok for name, ok, _ in checks}
     write_metrics(out / 'metrics.json', m)
+    if args.save_outputs:
+        _save_outputs(recorder, out / 'outputs')
     panels = _write_panels(out, truth, stems, candidates, recorder, spec.num_classes)
     setup = {
         'input': (f'{truth} ({len(stems)} frames, with ground truth)' if truth is not None
@@ -461,6 +464,16 @@ def run(args: argparse.Namespace) -> int:
     write_report(out / 'report.md', m, checks, setup, spec.class_names, panels, sections)
     _print_summary(m, checks, truth is not None, out, len(panels))
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def _save_outputs(recorder: Recorder, folder: Path) -> None:
+    """What the pipeline published, per frame: ``<stem>.npz`` with student, segmentation, fused, source."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with recorder.lock:
+        outputs = dict(recorder.outputs)
+    for stem, arrays in outputs.items():
+        if stem != PRIMING:
+            np.savez_compressed(folder / f'{stem}.npz', **arrays)
 
 
 def _stems(source) -> list[str]:
@@ -653,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--costmap-yaml',
                         help='Nav2 params file whose local costmap judges the cloud (default: the installed '
                              'config/nav2_local_costmap.yaml)')
+    parser.add_argument('--save-outputs', action='store_true',
+                        help='also write what the pipeline published per frame to '
+                             '<output>/outputs/<frame>.npz')
     parser.add_argument('--student-fault', choices=FAULTS, default=None,
                         help='make the student wrong on purpose to check the fusion\'s trust gate: constant '
                              '(a model with every weight zero) or shuffled (camera images out of order '
