@@ -72,7 +72,7 @@ for _a in (_NAN_IMAGE, _ZERO_U8):
 class FusionConfig:
     """Fusion settings; the field names are the node's parameter names."""
 
-    mode: str = 'gated'
+    mode: str = 'local'
     range_min: float = 0.1
     range_max: float = 4.0
     confidence_threshold: float = 50.0  # mono8 confidence (0-255); see the node parameter

@@ -87,7 +87,7 @@ def frame(student_scale: float = 1.08):
 
 def test_fusion_puts_the_students_floor_on_the_tofs_and_keeps_obstacles():
     tof, student, floor, box = frame()
-    res = Fuser(FusionConfig(min_student_delta1=0.0)).fuse(student, tof, '16UC1')
+    res = Fuser(FusionConfig(mode='gated', min_student_delta1=0.0)).fuse(student, tof, '16UC1')
     filled = res.source == SOURCE_STUDENT
     on_floor = filled & np.isfinite(floor) & ~box
     assert res.ground is not None and res.ground_pixels == int(on_floor.sum())
@@ -105,11 +105,12 @@ def test_fusion_puts_the_students_floor_on_the_tofs_and_keeps_obstacles():
 
 def test_ground_tolerance_zero_or_no_tof_leaves_the_student_as_is():
     tof, student, _, _ = frame()
-    off = Fuser(FusionConfig(min_student_delta1=0.0, ground_tolerance=0.0)).fuse(student, tof, '16UC1')
+    off = Fuser(FusionConfig(mode='gated', min_student_delta1=0.0, ground_tolerance=0.0)).fuse(student, tof,
+                                                                                               '16UC1')
     filled = off.source == SOURCE_STUDENT
     np.testing.assert_array_equal(off.depth[filled], student[filled])
     assert off.ground is None and off.ground_pixels == 0
-    alone = Fuser(FusionConfig(min_student_delta1=0.0)).fuse(student)
+    alone = Fuser(FusionConfig(mode='gated', min_student_delta1=0.0)).fuse(student)
     np.testing.assert_array_equal(alone.depth, student)
     with pytest.raises(ValueError, match='ground_tolerance'):
         FusionConfig(ground_tolerance=1.0)
