@@ -111,7 +111,14 @@ def _accuracy_values(result: FusionResult | None, stamp_ns: int) -> dict:
         'correction': f'{corr.status}: {corr.detail}' if corr else '-',
         'inlier share': corr.inlier_share if corr else '-',
         'holes scaled / holes': f'{corr.holes_scaled} / {corr.holes}' if corr else '-',
+        'floor plane': _ground(result),
     }
+
+
+def _ground(result: FusionResult | None) -> str:
+    if result is None or result.ground is None:
+        return 'none fitted (off, or no floor-like plane in the valid ToF)'
+    return f'{result.ground.inliers} ToF inliers, {result.ground_pixels} student pixels placed on it'
 
 
 def report(state: FusionState, p, now: float, topics: tuple[str, str], info: dict) -> tuple[str, str, dict]:

@@ -49,6 +49,15 @@ PARAMS = (
               'false: the depth image is on the camera\'s raw grid: back-project with K through the '
               'distortion model d (plumb_bob, rational_polynomial, equidistant; others refused); '
               'true: it is rectified: back-project with P and ignore d (as image_geometry does).'),
+    ParamSpec('veiling_min_angle', 5.0,
+              'Veiling points (flying ToF pixels, learned depth smeared across an edge) are left out: a '
+              'reading with a nearer reading within veiling_window pixels along its row or column that lies '
+              "within this many degrees of its line of sight (laser_filters ScanShadowsFilter's test; 0 keeps"
+              ' all). The floor meets the rays at atan(camera height / distance): keep this below '
+              "atan(height / the costmap's raytrace_max_range) so that the floor that clears stays (5: "
+              'to 2.29 m at 0.2 m).', min=0.0, max=45.0),
+    ParamSpec('veiling_window', 2, 'Neighbours up to this many pixels away (of the decimated grid) along the '
+              'row and the column are compared by the veiling test.', min=1, max=8),
     ParamSpec('publish_clearing_cloud', False,
               f'Also publish {CLEARING_TOPIC}: a point on the ray of every pixel beyond range_max or '
               'without a reading (NaN, 0, +inf), for a Nav2 source with marking false, clearing true. Off by '
@@ -148,7 +157,8 @@ class PointCloudXyzNode(Node):
                                   'depth image')
             return
         backproject(depth, msg.encoding, rays, range_min=p.range_min, range_max=p.range_max,
-                    organized=p.organized, out=lambda shape: self._cloud.points(shape, msg.header))
+                    organized=p.organized, veiling_angle=p.veiling_min_angle, veiling_window=p.veiling_window,
+                    out=lambda shape: self._cloud.points(shape, msg.header))
         if self._clearing_pub is not None:
             clearing_rays = self._grid.rays(model, depth.shape[1], depth.shape[0], p.clearing_skip)
             clearing_points(depth, msg.encoding, clearing_rays, range_min=p.range_min, range_max=p.range_max,

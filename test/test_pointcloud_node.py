@@ -240,8 +240,10 @@ def test_range_min_not_below_range_max_is_refused_over_dds_and_at_start_up(ros_g
 @pytest.mark.parametrize('encoding', ['32FC1', '16UC1'])
 @pytest.mark.parametrize('organized', [True, False])
 def test_depth_at_range_bounds_stays_just_outside_drops(ros_graph, encoding, organized):
+    # The bound cases stand side by side (0.5 m next to 2.0 m): a veiling pair, so that test is off here.
     overrides = [Parameter('range_min', value=0.5), Parameter('range_max', value=2.0),
-                 Parameter('organized', value=organized), Parameter('skip', value=2)]
+                 Parameter('organized', value=organized), Parameter('skip', value=2),
+                 Parameter('veiling_min_angle', value=0.0)]
     _, node, clouds, depth_pub, info_pub = start_pipeline(ros_graph, overrides)
     send_info(ros_graph, node, info_pub, info_msg(8, 4))
     # Kept pixels with skip 2: rows 1, 3 and columns 1, 3, 5, 7 of a 8 x 4 image.
@@ -263,6 +265,22 @@ def test_depth_at_range_bounds_stays_just_outside_drops(ros_graph, encoding, org
     else:
         np.testing.assert_allclose(pts[:, 2], [0.5, 2.0], rtol=1e-6)
 
+
+
+def test_veiling_points_behind_an_edge_are_left_out_by_default(ros_graph):
+    """A 1 m wall in the left half of the image and a 3 m one in the right, with a column of mixed pixels at
+    1.8 m between them (a ToF's flying pixels): they and the two background columns next to them are NaN,
+    the rest is back-projected (veiling_min_angle 5, veiling_window 2 by default)."""
+    _, node, clouds, depth_pub, info_pub = start_pipeline(ros_graph)
+    send_info(ros_graph, node, info_pub)
+    depth = np.full((48, 64), 3.0, np.float32)
+    depth[:, :32] = 1.0
+    depth[:, 32] = 1.8
+    depth_pub.publish(codecs.array_to_image(depth, '32FC1', header(4)))
+    z = codecs.cloud_to_xyz(clouds.wait_for(1)[0])[:, :, 2]
+    dropped = np.flatnonzero(np.isnan(z).all(axis=0))
+    np.testing.assert_array_equal(dropped, [32, 33, 34], err_msg=f'columns dropped: {dropped}')
+    assert np.isfinite(z[:, :32]).all() and np.isfinite(z[:, 35:]).all()
 
 # ------------------------------------------------------------------------------- camera models
 
