@@ -137,7 +137,8 @@ def write_picture(path: str | Path, heldout: Recording, index: int, predictions:
     tof = heldout.tof[index].astype(np.float32)
     hidden = hide_blocks(np.isfinite(tof), np.random.default_rng([0, index]))
     models = list(predictions)
-    fig, axes = plt.subplots(2, 1 + len(models), figsize=(4.2 * (1 + len(models)), 6.6), squeeze=False)
+    fig, axes = plt.subplots(2, 1 + len(models), figsize=(3.4 * (1 + len(models)) + 1.2, 5.4), squeeze=False,
+                             layout='constrained')
     axes[0, 0].imshow(np.clip(rgb, 0, 1))
     axes[0, 0].set_title('RGB (student input)')
     axes[1, 0].imshow(np.ma.masked_invalid(tof), cmap='turbo', vmin=0, vmax=depth_max)
@@ -150,14 +151,14 @@ def write_picture(path: str | Path, heldout: Recording, index: int, predictions:
         err = axes[1, k].imshow(np.ma.masked_invalid(np.abs(depth - tof)), cmap='magma', vmin=0, vmax=1.0)
         axes[1, k].contour(hidden, levels=[0.5], colors='cyan', linewidths=0.8)
         axes[1, k].set_title(f'|{name} - ToF| (m)')
-    fig.colorbar(image, ax=axes[0, :].tolist(), shrink=0.8, label='depth (m)')
-    fig.colorbar(err, ax=axes[1, :].tolist(), shrink=0.8, label='error (m)')
+    fig.colorbar(image, ax=axes[0, :].tolist(), shrink=0.9, label='depth (m)')
+    fig.colorbar(err, ax=axes[1, :].tolist(), shrink=0.9, label='error (m)')
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 

@@ -17,6 +17,7 @@ the summary says how many of each topic were recorded.
 from __future__ import annotations
 
 import argparse
+import importlib
 import queue
 import sys
 import threading
@@ -35,6 +36,20 @@ CAMERA_TOPICS = {
 _QUEUE_LIMIT = 256
 
 
+def _message_class(msgtype: str):
+    """The rclpy class of a ROS type name such as 'sensor_msgs/msg/Image'.
+
+    Raises:
+        ValueError: not a 'package/msg/Name' of an installed message package.
+    """
+    try:
+        package, kind, name = msgtype.split('/')
+        return getattr(importlib.import_module(f'{package}.{kind}'), name)
+    except (ValueError, ImportError, AttributeError):
+        raise ValueError(f"unknown message type '{msgtype}' (expected package/msg/Name of an installed "
+                         'message package)') from None
+
+
 class BagRecorder:
     """Subscribes ``node`` to ``topics`` (name -> ROS type name) and writes every message to the bag ``path``.
 
@@ -45,28 +60,30 @@ class BagRecorder:
     def __init__(self, node, path: str | Path, topics: dict[str, str], storage: str = 'mcap') -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
         from rosbags.typesys import Stores, get_typestore
-        from rosidl_runtime_py.utilities import get_message
 
         from rc_perception import qos
 
         self.path = Path(path)
+        classes = {topic: _message_class(msgtype) for topic, msgtype in topics.items()}
+        typestore = get_typestore(Stores.ROS2_HUMBLE)
+        unknown = sorted(set(topics.values()) - set(typestore.types))
+        if unknown:
+            raise ValueError(f"rosbags does not know the message type(s) {', '.join(unknown)}")
         plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
         self._writer = Writer(self.path, version=9, storage_plugin=plugin)
         try:
             self._writer.open()
         except WriterError as exc:
             raise ValueError(f'cannot write bag {self.path}: {exc}') from None
-        typestore = get_typestore(Stores.ROS2_HUMBLE)
         self.counts = dict.fromkeys(topics, 0)
         self.dropped = 0
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_LIMIT)
-        self._connections = {}
         self._node = node
-        self.last_message = None   # monotonic time of the newest message
-        for topic, msgtype in topics.items():
-            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore)
-            node.create_subscription(get_message(msgtype), topic, self._callback(topic), qos.sensor_data(),
-                                     raw=True)
+        self.last_message: float | None = None   # monotonic time of the newest message
+        self._connections = {topic: self._writer.add_connection(topic, msgtype, typestore=typestore)
+                             for topic, msgtype in topics.items()}
+        for topic, cls in classes.items():
+            node.create_subscription(cls, topic, self._callback(topic), qos.sensor_data(), raw=True)
         self._thread = threading.Thread(target=self._write, name='bag_writer', daemon=True)
         self._thread.start()
 
@@ -196,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     if (args.duration is not None and args.duration <= 0) or args.rate <= 0 or args.idle_timeout <= 0:
         print('record: error: --duration, --rate and --idle-timeout must be > 0', file=sys.stderr)
         return 2
-    if Path(args.out).exists():
-        print(f'record: error: {args.out} exists; bags are never overwritten', file=sys.stderr)
+    if Path(args.out).exists() or Path(args.out).suffix == '.bag':
+        why = 'exists; bags are never overwritten' if Path(args.out).exists() else \
+            'ends in .bag, which rosbags reads as a ROS 1 bag'
+        print(f'record: error: {args.out} {why}', file=sys.stderr)
         return 2
     from rc_offline.pipeline import keep_discovery_local
     keep_discovery_local()

@@ -184,6 +184,9 @@ def _bag_folder(path: Path) -> Path:
     if not (folder / 'metadata.yaml').is_file():
         raise RecordingError(f'{path} is neither a dataset folder (with rgb/ and tof/) nor a rosbag2 '
                              'recording (a folder with metadata.yaml, or a .mcap / .db3 file in one)')
+    if folder.suffix == '.bag':
+        raise RecordingError(f'{folder}: rosbags takes a path ending in .bag for a ROS 1 bag; rename the '
+                             'rosbag2 folder')
     return folder
 
 
