@@ -7,7 +7,8 @@ resampling, so a ToF pixel that fusion used is compared against the same ground-
 Per source, over the pixels that have ground truth:
 
 * ``student``: the student's depth, where finite;
-* ``tof``: the ToF where fusion deems it valid (range, and confidence when ``use_confidence``);
+* ``tof``: the ToF where fusion deems it valid (range, and confidence when ``use_confidence`` is not
+  false and the frame has one);
 * ``fused``: the published fused depth, where finite.
 
 RMSE / AbsRel / delta<1.25 are over the pixels where that source gives a value; coverage is the share of
@@ -77,7 +78,7 @@ class Scores:
         return out
 
 
-def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidence: bool,
+def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidence: bool | str,
                  num_classes: int) -> Scores:
     """Accumulate the scores of every frame for which both the student and the fused depth arrived."""
     scores = Scores(confusion=ConfusionMatrix(num_classes))
@@ -85,10 +86,10 @@ def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidenc
         if f.student is None or f.fused is None:
             continue
         grid = f.fused.shape
-        gt = resample_nearest(f.gt_depth, grid, 'ground truth')
-        tof_mm = resample_nearest(f.tof_mm, grid, 'ToF')
-        conf = resample_nearest(f.confidence, grid, 'confidence') if (use_confidence and
-                                                                      f.confidence is not None) else None
+        gt = resample_nearest(f.gt_depth, grid)
+        tof_mm = resample_nearest(f.tof_mm, grid)
+        conf = resample_nearest(f.confidence, grid) if (use_confidence not in (False, 'false')
+                                                        and f.confidence is not None) else None
         valid = tof_valid(tof_mm, '16UC1', config.range_min, config.range_max, conf,
                           config.confidence_threshold)
         tof_m = to_metres(tof_mm, '16UC1')  # the node's conversion: the values fusion must pass on
@@ -103,7 +104,7 @@ def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidenc
             expected = np.where(valid, 1, np.where(np.isfinite(f.fused), 2, 0))
             scores.source_mismatch += int(np.sum(f.source != expected))
         if f.segmentation is not None:
-            labels = resample_nearest(f.gt_labels, f.segmentation.shape, 'labels')
+            labels = resample_nearest(f.gt_labels, f.segmentation.shape)
             scores.confusion.add(f.segmentation, labels)
         scores.frames_scored += 1
     return scores

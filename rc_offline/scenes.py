@@ -215,6 +215,8 @@ class SceneFrame:
     pose: CameraPose
     stamp: float = 0.0         # seconds since the start of the sequence (0 for random frames)
     index: int = 0
+    #: The robot's base_link (x, y, yaw) on the floor, for frames of a drive (rc_offline.drive), else None.
+    base: tuple[float, float, float] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1143,14 +1145,16 @@ def write_split(out: str | Path, frames: Iterable[SceneFrame], tof: ToFConfig | 
     Writes ``rgb/``, ``depth/`` (16-bit PNG millimetres or float32 .npy metres, per ``depth_format``),
     ``labels/``, ``tof/`` (16-bit PNG mm, 0 = invalid), ``confidence/`` (8-bit PNG), ``camera.yaml``
     (intrinsics plus ``tof_max_range``, ``confidence_threshold`` and ``meta``) and ``poses.csv`` (stem,
-    stamp, camera position and optical-frame quaternion in the world frame). Frames share one set of
-    intrinsics (``random_frames`` without ``vary_intrinsics``, or ``sequence_frames``).
+    stamp, camera position and optical-frame quaternion in the world frame, and for frames of a drive the
+    robot's ``base_x, base_y, base_yaw``). Frames share one set of intrinsics (``random_frames`` without
+    ``vary_intrinsics``, ``sequence_frames`` or ``drive.drive_frames``).
 
     Args:
         progress: optional callable(frame_number, ms_per_frame) called after each frame.
 
     Raises:
-        ValueError: ``depth_format`` is neither 'png' nor 'npy', or frames differ in intrinsics or size.
+        ValueError: ``depth_format`` is neither 'png' nor 'npy', or frames differ in intrinsics, size or
+            in having a base pose.
     """
     from rc_offline import dataset
     if depth_format not in ('png', 'npy'):
@@ -1173,7 +1177,8 @@ def write_split(out: str | Path, frames: Iterable[SceneFrame], tof: ToFConfig | 
         dataset.write_image(out / 'tof' / f'{stem}.png', frame.tof_mm, fast)
         dataset.write_image(out / 'confidence' / f'{stem}.png', frame.confidence, fast)
         rows.append([stem, f'{frame.stamp:.6f}', *(f'{c:.6f}' for c in frame.pose.position),
-                     *(f'{q:.8f}' for q in frame.pose.quaternion())])
+                     *(f'{q:.8f}' for q in frame.pose.quaternion()),
+                     *(f'{v:.8f}' for v in frame.base or ())])
         if progress is not None:
             progress(n, 1000.0 * (time.perf_counter() - started) / n)
     if intr is None:
@@ -1183,7 +1188,10 @@ def write_split(out: str | Path, frames: Iterable[SceneFrame], tof: ToFConfig | 
                         confidence_threshold=tof.confidence_threshold, **(meta or {}))
     with open(out / 'poses.csv', 'w', newline='') as fh:
         writer = csv.writer(fh)
-        writer.writerow(['stem', 'stamp', 'x', 'y', 'z', 'qx', 'qy', 'qz', 'qw'])
+        base = ['base_x', 'base_y', 'base_yaw'] if len(rows[0]) > 9 else []
+        if any(len(row) != len(rows[0]) for row in rows):
+            raise ValueError('either every frame of a split has a base pose or none has')
+        writer.writerow(['stem', 'stamp', 'x', 'y', 'z', 'qx', 'qy', 'qz', 'qw', *base])
         writer.writerows(rows)
     return {'frames': len(rows), 'seconds': time.perf_counter() - started, 'out': str(out)}
 

@@ -105,7 +105,16 @@ def test_params_yaml_matches_declared_parameters_and_defaults(node_name):
             f'{node_name}.{name}: YAML says {value!r}, the node defaults to {spec.default!r}'
 
 
-def test_nav2_snippet_observes_the_cloud_topic():
-    nav2 = yaml.safe_load(Path(REPO, 'config', 'nav2_local_costmap.yaml').read_text())
-    text = yaml.safe_dump(nav2)
-    assert '/perception/fused_depth_points' in text and 'PointCloud2' in text
+def test_nav2_snippet_observes_what_the_pipeline_publishes():
+    from rc_offline.costmap import CostmapConfig
+    config = CostmapConfig.from_yaml(Path(REPO, 'config', 'nav2_local_costmap.yaml'))   # Nav2's types
+    node_source = inspect.getsource(importlib.import_module(NODE_MODULES['pointcloud_xyz_node']))
+    sources = [s for layer in config.layers for s in layer.sources]
+    assert any(s.marking for s in sources), 'no source marks obstacles'
+    for source in sources:
+        assert source.sensor_frame == '', f'{source.name}: the cloud\'s own frame_id is the sensor origin'
+        if source.marking:
+            assert f"'{source.key}'" in node_source, f'{source.name} observes {source.topic}, which ' \
+                'pointcloud_xyz_node does not publish'
+        else:   # the optional clearing cloud of pointcloud_xyz_node (publish_clearing_cloud)
+            assert source.key == 'perception/clearing_points', f'{source.name} observes {source.topic}'
