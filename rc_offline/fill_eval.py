@@ -4,19 +4,26 @@ The student exists to fill the pixels where the ToF is blind, and there the reco
 within each held-out frame (``Recording.split``: the last part of the recording's time, never trained on),
 square blocks of *valid* ToF are hidden from the fusion (``hide_blocks``: blocks of ``BLOCK`` pixels on the
 student's grid, a hole the size of a dark object, until ``HIDDEN_SHARE`` of the frame's labels are hidden;
-seeded per frame, the same blocks for every model). The fusion (``depth_fusion.fusion.Fuser``, as the node
-runs it) then fuses the student with what is left of the ToF, and the fused depth inside the hidden blocks
-(the fill) is scored against the hidden ToF. Figures, each an accumulation over every pixel of every frame
-(``rc_offline.metrics.DepthErrors``):
+seeded per frame, the same blocks for every model). The fusion (``depth_fusion.fusion.Fuser``, one per
+model and row, fed the held-out frames in time order as the node is) then fuses the student with what is
+left of the ToF, and the fused depth inside the hidden blocks (the fill) is scored against the hidden ToF.
+Figures, each an accumulation over every pixel of every frame (``rc_offline.metrics.DepthErrors``):
 
 * ``fill``: the fused depth on the hidden blocks against the ToF that was hidden;
-* ``tof``: the student (after the mode's correction) on every labelled ToF pixel;
+* ``tof``: the student (after the row's correction) on every labelled ToF pixel;
 * ``holes``: the fused depth where the ToF had no label at all, against ground truth, when the recording
   has ground truth (synthetic recordings only: a robot has no truth where its ToF is blind).
 
-Rows: a constant depth (the median label of the training part), and each model in the fusion modes
-``gated`` (the student as is) and ``median`` (per-frame median scaling against the visible ToF), which
-shows whether a global scale would have repaired the student instead of a fine-tune.
+Each comes with its coverage: the share of those pixels that got a depth (the fusion's trust gate withholds
+the fill of a student that disagrees with the ToF; the error figures are over the pixels filled).
+
+Rows (``ROWS``): a constant depth (the median label of the training part), and for each model
+
+* ``student``: the student's depth as it is (fusion mode ``gated``, trust gate off): the raw fill;
+* ``median``: scaled per frame by median(ToF) / median(student) over the visible ToF (trust gate off),
+  which shows whether a global scale would have repaired the student instead of a fine-tune;
+* ``fused``: the fusion with the node's defaults (``FusionConfig()``: mode ``gated`` and the trust gate), what
+  the robot would publish.
 
 ``write_heldout_folder`` copies the held-out part of a dataset folder (with its ground truth and poses) to a
 folder of its own, so that the whole pipeline, the costmap included, can be scored on exactly that part
@@ -36,13 +43,16 @@ from depth_fusion.fusion import Fuser, FusionConfig
 from rc_offline.metrics import DepthErrors
 from rc_offline.recording import LabelRule, Recording, time_split
 
-__all__ = ['BLOCK', 'HIDDEN_SHARE', 'MODES', 'REGIONS', 'format_table', 'hide_blocks', 'score_fill',
+__all__ = ['BLOCK', 'HIDDEN_SHARE', 'REGIONS', 'ROWS', 'format_table', 'hide_blocks', 'score_fill',
            'write_heldout_folder', 'write_picture']
 
 BLOCK = 32
 HIDDEN_SHARE = 0.2
-MODES = ('gated', 'median')
 REGIONS = ('fill', 'tof', 'holes')
+#: Row -> fusion settings besides the label rule's range (see the module docstring).
+ROWS = {'student': {'mode': 'gated', 'min_student_delta1': 0.0},
+        'median': {'mode': 'median', 'min_student_delta1': 0.0},
+        'fused': {}}
 _MAX_BLOCKS = 200
 
 
@@ -68,23 +78,23 @@ def hide_blocks(valid: np.ndarray, rng: np.random.Generator, share: float = HIDD
 
 def _summary(errors: DepthErrors) -> dict[str, float]:
     s = errors.summary()
-    return {'rmse': s['rmse'], 'absrel': s['absrel'], 'delta1': s['delta1'], 'pixels': s['pixels']}
+    return {k: s[k] for k in ('rmse', 'absrel', 'delta1', 'coverage', 'pixels')}
 
 
 def score_fill(heldout: Recording, predictions: dict[str, np.ndarray], constant: float,
                rule: LabelRule | None = None, seed: int = 0) -> dict:
     """Figures of the constant and of each model's ``predictions`` ((N, H, W) float32 metres on the held-out
-    frames) in each mode of ``MODES`` (see module doc).
+    frames, in time order) in each row of ``ROWS`` (see module doc).
 
     Returns:
-        {'rows': {row name: {region: {'rmse', 'absrel', 'delta1', 'pixels'}}}, 'frames', 'labels',
-        'hidden'}; a row is 'constant' or '<model> <mode>'.
+        {'rows': {row name: {region: {'rmse', 'absrel', 'delta1', 'coverage', 'pixels'}}}, 'frames',
+        'labels', 'hidden'}; a row is 'constant' or '<model> <row>'.
     """
     rule = rule or LabelRule()
-    names = ['constant'] + [f'{m} {mode}' for m in predictions for mode in MODES]
-    acc = {row: {region: DepthErrors() for region in REGIONS} for row in names}
-    fusers = {mode: Fuser(FusionConfig(mode=mode, range_min=rule.range_min, range_max=rule.range_max))
-              for mode in MODES}
+    fusers = {f'{m} {row}': (m, Fuser(FusionConfig(range_min=rule.range_min, range_max=rule.range_max,
+                                                   **settings)))
+              for m in predictions for row, settings in ROWS.items()}
+    acc = {row: {region: DepthErrors() for region in REGIONS} for row in ['constant', *fusers]}
     labels = hidden_count = 0
     for i in range(len(heldout)):
         tof = heldout.tof[i].astype(np.float32)
@@ -95,12 +105,11 @@ def score_fill(heldout: Recording, predictions: dict[str, np.ndarray], constant:
         labels += int(valid.sum())
         hidden_count += int(hidden.sum())
         outputs = {'constant': (np.full_like(tof, constant),) * 2}
-        for model, depth in predictions.items():
-            student = np.ascontiguousarray(depth[i], np.float32)
-            for mode, fuser in fusers.items():
-                result = fuser.fuse(student, visible, '32FC1', source_map=False)
-                corrected = student * np.float32(result.correction.alpha) + np.float32(result.correction.beta)
-                outputs[f'{model} {mode}'] = (result.depth.copy(), corrected)
+        for row, (model, fuser) in fusers.items():
+            student = np.ascontiguousarray(predictions[model][i], np.float32)
+            result = fuser.fuse(student, visible, '32FC1', stamp_ns=int(heldout.stamps[i]))
+            corrected = student * np.float32(result.correction.alpha) + np.float32(result.correction.beta)
+            outputs[row] = (result.depth.copy(), corrected)
         for row, (fused, corrected) in outputs.items():
             acc[row]['fill'].add(fused, tof, hidden)
             acc[row]['tof'].add(corrected, tof)
@@ -112,16 +121,21 @@ def score_fill(heldout: Recording, predictions: dict[str, np.ndarray], constant:
 
 
 def format_table(scores: dict, title: str) -> str:
-    """The figures as a text table (a column group per region present)."""
+    """The figures as a text table (a column group per region present; "-" where nothing was filled)."""
     regions = [r for r in REGIONS if any(r in v for v in scores['rows'].values())]
     heads = {'fill': 'hidden blocks (the fill)', 'tof': 'all labelled ToF pixels',
              'holes': 'ToF holes vs ground truth'}
-    lines = [title, f"{'':26s}" + ''.join(f'{heads[r]:>27s}' for r in regions),
-             f"{'':26s}" + ''.join(f"{'RMSE m':>11s}{'AbsRel':>8s}{'d<1.25':>8s}" for _ in regions)]
+    columns = f"{'RMSE m':>9s}{'AbsRel':>8s}{'d<1.25':>8s}{'cover':>8s}"
+    lines = [title, f"{'':16s}" + ''.join(f'{heads[r]:>33s}' for r in regions),
+             f"{'':16s}" + columns * len(regions)]
+
+    def cell(f: dict) -> str:
+        if not f['pixels']:
+            return f"{'-':>9s}{'-':>8s}{'-':>8s}{100 * f['coverage']:7.1f}%"
+        return f"{f['rmse']:9.3f}{f['absrel']:8.3f}{f['delta1']:8.3f}{100 * f['coverage']:7.1f}%"
+
     for row, figures in scores['rows'].items():
-        cells = ''.join(f"{figures[r]['rmse']:11.3f}{figures[r]['absrel']:8.3f}{figures[r]['delta1']:8.3f}"
-                        for r in regions)
-        lines.append(f'{row:26s}{cells}')
+        lines.append(f'{row:16s}' + ''.join(cell(figures[r]) for r in regions))
     return '\n'.join(lines)
 
 

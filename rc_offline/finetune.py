@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,15 +47,12 @@ from pathlib import Path
 import numpy as np
 
 from rc_offline import fill_eval
+from rc_offline.cli import ArgumentParser, ToolError, UsageError, require, run_tool
 from rc_offline.recording import DEFAULT_TOPICS, LabelRule, Recording, RecordingError, load_recording
 
 __all__ = ['finetune', 'main', 'segmentation_miou', 'sparse_depth_loss']
 
 PROG = 'finetune_student'
-
-
-class _UsageError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2."""
 
 
 def sparse_depth_loss(pred, target, mask):
@@ -142,7 +138,7 @@ def _read(args, spec, rule: LabelRule) -> list[tuple[Recording, Recording]]:
         rec = load_recording(path, spec, rule, topics, args.max_time_diff, args.every, _ReadProgress(path))
         train_mask, held_mask = rec.split(args.holdout)
         if train_mask.sum() < 1 or held_mask.sum() < 1:
-            raise _UsageError(f'{path}: {len(rec)} paired frame(s) cannot be split into a training part and '
+            raise ToolError(f'{path}: {len(rec)} paired frame(s) cannot be split into a training part and '
                               f'a held-out part of {args.holdout:.0%} of the time')
         print(f'{path}: {len(rec)} paired frames, {100 * float(np.isfinite(rec.tof).mean()):.1f} % of pixels '
               f'labelled; training on {int(train_mask.sum())}, holding out the last {int(held_mask.sum())}; '
@@ -169,7 +165,7 @@ def _check_not_trained_on(ckpt, args) -> None:
     trained = {str(Path(p).resolve()) for p in done.get('recordings', [])}
     overlap = [p for p in args.recording if str(Path(p).resolve()) in trained]
     if overlap and args.holdout > done.get('holdout', 1.0) + 1e-9:
-        raise _UsageError(f"{args.evaluate} was fine-tuned on all but the last {done['holdout']:.0%} of "
+        raise UsageError(f"{args.evaluate} was fine-tuned on all but the last {done['holdout']:.0%} of "
                           f"{overlap[0]}: --holdout {args.holdout} would score frames it was trained on")
 
 
@@ -224,14 +220,14 @@ def _score(args, spec, before, after, parts, constant: float) -> dict:
             print(f'picture: {picture}')
         for row, regions in scores['rows'].items():
             for region, figures in regions.items():
-                for metric in ('rmse', 'absrel', 'delta1'):
+                for metric in ('rmse', 'absrel', 'delta1', 'coverage'):
                     summary[f"{k}_{row.replace(' ', '_')}_{region}_{metric}"] = figures[metric]
     return summary
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> ArgumentParser:
     summary, _, details = __doc__.partition('\n\n')
-    parser = argparse.ArgumentParser(prog=PROG, description=summary, epilog=details,
+    parser = ArgumentParser(prog=PROG, description=summary, epilog=details,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add('--checkpoint', required=True, help='the student to start from (rc_offline.checkpoint format)')
@@ -284,18 +280,19 @@ def _validate(args) -> None:
     if args.heldout_folder and len(args.recording) != 1:
         problems.append('--heldout-folder takes one --recording')
     if problems:
-        raise _UsageError('; '.join(problems))
+        raise UsageError('; '.join(problems))
     if args.out and args.picture is None:
         args.picture = str(Path(args.out).with_name(Path(args.out).stem + '_fill.png'))
 
 
 def run(args) -> int:
     """Read, fine-tune (unless --evaluate), score and report; see the module docstring."""
-    import torch
+    _validate(args)
+    torch = require('torch', 'fine-tuning', 'pip install -r requirements/torch.txt')
 
     from rc_offline.checkpoint import read_checkpoint
     if args.device.startswith('cuda') and not torch.cuda.is_available():
-        raise _UsageError(f'--device {args.device} but torch sees no CUDA device')
+        raise UsageError(f'--device {args.device} but torch sees no CUDA device')
     if args.threads:
         torch.set_num_threads(args.threads)
     start = read_checkpoint(args.checkpoint)
@@ -331,29 +328,11 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Fine-tune the student on the robot's recordings (ToF as the label) and score the fill before/after."""
+    from rc_offline.checkpoint import CheckpointError
+    from rc_offline.dataset import DatasetError
     args = _parser().parse_args(argv)
-    try:
-        _validate(args)
-        import torch  # noqa: F401
-    except _UsageError as exc:
-        print(f'{PROG}: error: {exc}', file=sys.stderr)
-        return 2
-    except ImportError:
-        print(f'{PROG}: error: PyTorch is needed for fine-tuning: pip install torch', file=sys.stderr)
-        return 1
-    try:
-        return run(args)
-    except _UsageError as exc:
-        print(f'{PROG}: error: {exc}', file=sys.stderr)
-        return 2
-    except (RecordingError, ValueError, OSError) as exc:
-        print(f'{PROG}: error: {exc}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f'{PROG}: interrupted', file=sys.stderr)
-        return 130
+    return run_tool(PROG, lambda: run(args), errors=(RecordingError, DatasetError, CheckpointError, OSError))
 
 
 if __name__ == '__main__':
-    os.environ.setdefault('PYTHONUNBUFFERED', '1')
     sys.exit(main())

@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from rc_offline.cli import ArgumentParser, ToolError, UsageError, require, run_tool
+
 __all__ = ['CAMERA_TOPICS', 'BagRecorder', 'main', 'record']
 
 #: Topic -> message type of what the camera (or replay_node) publishes, under the root namespace.
@@ -188,11 +190,13 @@ def record(out: str | Path, topics: dict[str, str] | None = None, storage: str =
     return recorder.counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Record the camera topics to a rosbag2 (mcap or sqlite3), optionally from replay_node."""
+PROG = 'python -m rc_offline.record'
+
+
+def _parser() -> ArgumentParser:
     summary, _, details = __doc__.partition('\n\n')
-    parser = argparse.ArgumentParser(prog='python -m rc_offline.record', description=summary, epilog=details,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=summary, epilog=details,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', required=True, help='bag folder to create (must not exist)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='default mcap')
     parser.add_argument('--topic', action='append', metavar='NAME:TYPE',
@@ -200,33 +204,38 @@ def main(argv: list[str] | None = None) -> int:
                              + ', '.join(CAMERA_TOPICS) + ')')
     parser.add_argument('--duration', type=float, help='seconds to record (default: until stopped)')
     parser.add_argument('--replay', metavar='SOURCE',
-                        help='start replay_node on this dataset folder or bag and record what it publishes')
+                        help='start replay_node on this dataset folder or bag and record what it publishes '
+                             '(DDS discovery is kept on this host)')
     parser.add_argument('--rate', type=float, default=15.0, help='replay rate of a dataset folder (Hz)')
     parser.add_argument('--idle-timeout', type=float, default=3.0,
                         help='with --replay: stop after this many seconds without a message')
-    args = parser.parse_args(argv)
-    try:
-        topics = dict(t.split(':', 1) for t in args.topic) if args.topic else None
-    except ValueError:
-        print(f'record: error: --topic takes NAME:TYPE, got {args.topic}', file=sys.stderr)
-        return 2
+    return parser
+
+
+def _run(args) -> int:
+    if args.topic and not all(':' in t for t in args.topic):
+        raise UsageError(f'--topic takes NAME:TYPE, got {args.topic}')
     if (args.duration is not None and args.duration <= 0) or args.rate <= 0 or args.idle_timeout <= 0:
-        print('record: error: --duration, --rate and --idle-timeout must be > 0', file=sys.stderr)
-        return 2
-    if Path(args.out).exists() or Path(args.out).suffix == '.bag':
-        why = 'exists; bags are never overwritten' if Path(args.out).exists() else \
-            'ends in .bag, which rosbags reads as a ROS 1 bag'
-        print(f'record: error: {args.out} {why}', file=sys.stderr)
-        return 2
-    from rc_offline.pipeline import keep_discovery_local
-    keep_discovery_local()
-    try:
-        counts = record(args.out, topics, args.storage, args.duration, args.replay, args.rate,
-                        args.idle_timeout)
-    except (ValueError, KeyError, LookupError) as exc:
-        print(f'record: error: {exc}', file=sys.stderr)
-        return 1
-    return 0 if any(counts.values()) else 1
+        raise UsageError('--duration, --rate and --idle-timeout must be > 0')
+    out = Path(args.out)
+    if out.exists() or out.suffix == '.bag':
+        raise UsageError(f'{out} ' + ('exists; bags are never overwritten' if out.exists()
+                                      else 'ends in .bag, which rosbags reads as a ROS 1 bag'))
+    require('rosbags', 'writing a rosbag2')
+    if args.replay:
+        from rc_offline.pipeline import keep_discovery_local
+        keep_discovery_local()
+    topics = dict(t.split(':', 1) for t in args.topic) if args.topic else None
+    counts = record(out, topics, args.storage, args.duration, args.replay, args.rate, args.idle_timeout)
+    if not any(counts.values()):
+        raise ToolError(f'nothing was recorded on {", ".join(counts)}')
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Record the camera topics to a rosbag2 (mcap or sqlite3), optionally from replay_node."""
+    args = _parser().parse_args(argv)
+    return run_tool(PROG, lambda: _run(args), errors=(ValueError, OSError))
 
 
 if __name__ == '__main__':

@@ -15,10 +15,11 @@ Labels: a ToF pixel is a label where the fusion would trust it (``depth_fusion.f
 within ``[range_min, range_max]`` with confidence at or above the threshold), so the student learns from
 exactly the pixels that the fusion passes through. Every other pixel becomes NaN, whatever it held.
 
-Grid: the RGB goes through ``student_trt.preprocess.Preprocessor`` (what the node does), and the ToF, which
-is registered to the RGB, is sampled on the student's output grid by ``rc_perception.camera.axis_map``'s
-nearest pixel (for a whole-factor decimation the pixel ``f * j + f // 2``: the one the fusion compares and
-replaces), at any ToF size and aspect.
+Grid: the RGB goes through ``student_trt.preprocess.Preprocessor`` (what the node does: letterboxed into the
+model input, aspect kept), and the ToF, registered to the RGB at any resolution, is sampled on the model's
+output grid where the camera image sits (``student_trt.geometry``: model pixel ``r`` of the content covers
+camera coordinate ``s * r + (s - 1) / 2``; nearest ToF pixel, so ``2 r + 1`` for a 2x decimation, the
+pixel the fusion compares and replaces); the padding rows or columns carry no label.
 
 Time: ``Recording.split`` holds out the last share of a recording's time span (header stamps; dataset folders
 count frames), so nothing of the held-out part is ever trained on.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,13 +40,13 @@ import numpy as np
 
 from depth_fusion.fusion import tof_valid
 from depth_fusion.pairing import MatchStatus, ToFPairer, stamp_ns
-from rc_perception.camera import axis_map
 from rc_perception.depth import to_metres
+from student_trt.geometry import letterbox
 from student_trt.metadata import ModelSpec
 from student_trt.preprocess import Preprocessor
 
 __all__ = ['DEFAULT_TOPICS', 'LabelRule', 'Recording', 'RecordingError', 'label_on_grid', 'load_recording',
-           'time_split']
+           'on_model_grid', 'time_split']
 
 #: Stream -> topic in a bag: what replay_node publishes and ``rc_offline.record`` records by default.
 DEFAULT_TOPICS = {'rgb': '/camera/rgb', 'depth': '/camera/depth', 'confidence': '/camera/depth/confidence'}
@@ -108,25 +110,44 @@ def time_split(stamps: np.ndarray, holdout: float) -> tuple[np.ndarray, np.ndarr
     return ~held, held
 
 
-def _grid(shape: tuple[int, ...], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    return (axis_map(shape[0], height).nearest(height, shape[0])[:, None],
-            axis_map(shape[1], width).nearest(width, shape[1])[None, :])
+def _content_index(content: int, camera: int, size: int) -> np.ndarray:
+    """For each of ``content`` resized pixels on one axis (``student_trt.geometry``: resized pixel ``r``
+    covers camera coordinate ``s * r + (s - 1) / 2``, ``s = camera / content``), the nearest pixel of a
+    ``size``-pixel image registered to the ``camera``-pixel one (the same field of view: pixel centres
+    scale)."""
+    s = camera / content
+    u = s * np.arange(content, dtype=np.float64) + (s - 1.0) / 2.0
+    return np.clip(np.floor((u + 0.5) * (size / camera)), 0, size - 1).astype(np.intp)
+
+
+def on_model_grid(image: np.ndarray, camera: tuple[int, int], height: int, width: int,
+                  fill=np.nan) -> np.ndarray:
+    """``image`` (registered to a ``camera`` (height, width) RGB image, at any resolution) on the model's
+    (height, width) output grid: the letterbox content region (``student_trt.geometry.letterbox``, where the
+    Preprocessor puts the camera image) takes the nearest pixel, the padding gets ``fill``."""
+    place = letterbox(camera, (height, width))
+    out = np.full((height, width), fill, image.dtype)
+    rows = _content_index(place.height, camera[0], image.shape[0])
+    cols = _content_index(place.width, camera[1], image.shape[1])
+    out[place.rows, place.cols] = image[rows[:, None], cols[None, :]]
+    return out
 
 
 def label_on_grid(tof: np.ndarray, encoding: str, confidence: np.ndarray | None, rule: LabelRule,
-                  height: int, width: int) -> np.ndarray:
-    """float32 (height, width) metres where the ToF is a label (see module doc), NaN elsewhere.
+                  height: int, width: int, camera: tuple[int, int] | None = None) -> np.ndarray:
+    """float32 (height, width) metres where the ToF is a label (see module doc), NaN elsewhere, on the output
+    grid of a model whose input holds the ``camera`` (height, width) RGB image (default: the ToF's size)
+    letterboxed (``on_model_grid``); NaN in the padding.
 
     Raises:
-        ValueError: an encoding that is not a depth encoding, or a dtype that does not fit it.
-        depth_fusion.fusion.GridError: a confidence image of another size than the depth.
+        ValueError: an encoding that is not a depth encoding, a dtype that does not fit it, or a confidence
+            image of another size than the depth.
     """
     valid = tof_valid(tof, encoding, rule.range_min, rule.range_max, confidence,
                       rule.confidence_threshold if confidence is not None else 0.0)
-    rows, cols = _grid(tof.shape, height, width)
-    metres = to_metres(tof[rows, cols], encoding)
-    metres[~valid[rows, cols]] = np.nan
-    return metres
+    metres = to_metres(tof, encoding)
+    metres[~valid] = np.nan
+    return on_model_grid(metres, camera or tof.shape[:2], height, width)
 
 
 @dataclass
@@ -305,19 +326,19 @@ def load_recording(path: str | Path, spec: ModelSpec, rule: LabelRule = LabelRul
     inputs = np.empty((capacity, 3, h, w), np.float16)
     tof = np.empty((capacity, h, w), np.float16)
     truth = None
-    pre = Preprocessor(spec)
+    local = threading.local()   # a Preprocessor keeps scratch arrays: one per thread
 
     def convert(item) -> tuple:
         raw = item.load()
+        if not hasattr(local, 'pre'):
+            local.pre = Preprocessor(spec)
+        camera = raw.rgb.shape[:2]
         try:
-            label = label_on_grid(raw.tof, raw.tof_encoding, raw.confidence, rule, h, w)
-            converted = (raw.stamp, pre(raw.rgb, raw.rgb_encoding)[0], label)
+            label = label_on_grid(raw.tof, raw.tof_encoding, raw.confidence, rule, h, w, camera)
+            converted = (raw.stamp, local.pre(raw.rgb, raw.rgb_encoding)[0], label)
         except ValueError as exc:
             raise RecordingError(f'{path}: frame at {raw.stamp}: {exc}') from None
-        if raw.truth is None:
-            return (*converted, None)
-        rows, cols = _grid(raw.truth.shape, h, w)
-        return (*converted, raw.truth[rows, cols])
+        return (*converted, None if raw.truth is None else on_model_grid(raw.truth, camera, h, w))
 
     n = 0
     chosen = (item for i, item in enumerate(frames) if i % every == 0)

@@ -6,9 +6,9 @@ looking level, through a 460-500 px lens. This world is one robot's home, built 
 (materials, boxes, cylinders, ray casting, shading, the ToF simulation) but outside that distribution in
 every way the issue names:
 
-* **camera**: mounted higher (0.42 m) and tilted 9 degrees down, a wide lens (fx = fy = 372 px at
-  640x480, an 81 degree horizontal field of view, against 66-70) with its principal point 10 px off
-  centre;
+* **camera**: mounted higher (0.42 m) and tilted 10.5 degrees nose-down on average (the car's bumps rock
+  it by about 2 degrees), a wide lens (fx = fy = 372 px at 640x480, an 81 degree horizontal field of view,
+  against 66-70) with its principal point 10 px off centre;
 * **textures**: floors of large checker tiles, brick pavers, saturated carpet or pale wide planks; walls
   panelled in wood, tiled, white-painted brick or deep paint colours (the training walls are mostly light
   paint);
@@ -22,6 +22,11 @@ A recording is a tour: the car drives the loop of room 1 for ``seconds`` seconds
 share the house's style, camera and lighting; each has its own layout and materials). With 5 rooms and
 ``finetune_student``'s default hold-out (the last 20 % of the recording's time), the held-out part is the
 fifth room: a room the fine-tune never saw. Frames are numbered and stamped continuously (``i / rate``).
+
+Each frame records the robot's base pose (x, y, yaw: the camera sits above the base origin) and
+``camera.yaml`` the nominal mount (``MOUNT``), as ``rc_offline.drive`` does, so the costmap evaluator
+(``rc_offline.costmap_eval``, through ``demo --replay``) can judge a room of the tour; the mount's meaning is
+REP 103's (positive pitch = nose down).
 
     python -m rc_offline.robot_world --out data/robot_world --rooms 5 --seconds 40 --rate 15 --workers 8
 
@@ -46,15 +51,20 @@ from pathlib import Path
 import numpy as np
 
 from rc_offline import scenes
+from rc_offline.cli import ArgumentParser, UsageError, run_tool
 from rc_offline.scenes import BOX, CYLINDER, Box, CameraPose, Cylinder, Material, Scene, SceneFrame
 from rc_perception.camera import Intrinsics
+from rc_perception.mount import CameraMount
 
-__all__ = ['CAMERA', 'CAMERA_HEIGHT', 'CAMERA_TILT_DEG', 'robot_scene', 'tour_frames', 'write_tour']
+__all__ = ['CAMERA', 'CAMERA_HEIGHT', 'CAMERA_TILT_DEG', 'MOUNT', 'robot_scene', 'tour_frames', 'write_tour']
 
 #: The robot's camera at 640x480: a wide lens with an off-centre principal point.
 CAMERA = Intrinsics(fx=372.0, fy=372.0, cx=329.5, cy=229.5)
 CAMERA_HEIGHT = 0.42
+#: Tilt added to ``scenes.sequence_poses``' bumpy pitch (1.5 +- 1.8 degrees nose-down).
 CAMERA_TILT_DEG = 9.0
+#: The robot's nominal camera mount: above the base origin, 10.5 degrees nose-down (the mean pitch).
+MOUNT = CameraMount(z=CAMERA_HEIGHT, pitch=math.radians(CAMERA_TILT_DEG + 1.5))
 #: Warm light: every surface colour is multiplied by this (tungsten-like white balance).
 WARM = np.array([1.0, 0.82, 0.6])
 _SALT = 0x40B07
@@ -243,8 +253,10 @@ def _room_frames(seed: int, room: int, frames_per_room: int, rate: float, start:
     poses = _robot_poses(scene, rng, frames_per_room, rate)
     for i in range(start, frames_per_room if stop is None else stop):
         index = room * frames_per_room + i
-        yield scenes.render_frame(scene, poses[i], CAMERA, scenes.frame_rng(seed, index), stamp=index / rate,
-                                  index=index)
+        pose = poses[i]
+        frame = scenes.render_frame(scene, pose, CAMERA, scenes.frame_rng(seed, index), stamp=index / rate,
+                                    index=index)
+        yield dataclasses.replace(frame, base=(pose.x, pose.y, pose.yaw))
 
 
 def tour_frames(seed: int, rooms: int, frames_per_room: int, rate: float = 15.0) -> Iterator[SceneFrame]:
@@ -253,9 +265,17 @@ def tour_frames(seed: int, rooms: int, frames_per_room: int, rate: float = 15.0)
         yield from _room_frames(seed, room, frames_per_room, rate)
 
 
+def _meta(seed: int, rooms: int, frames_per_room: int, rate: float) -> dict:
+    m = MOUNT
+    return {'generator': 'rc_offline.robot_world', 'seed': seed, 'rooms': rooms,
+            'frames_per_room': frames_per_room, 'rate_hz': rate,
+            'nominal_mount': {'x': m.x, 'y': m.y, 'z': m.z, 'roll': m.roll, 'pitch': m.pitch, 'yaw': m.yaw}}
+
+
 def _write_part(job: tuple) -> int:
-    folder, seed, room, frames_per_room, rate, start, stop = job
-    scenes.write_split(folder, _room_frames(seed, room, frames_per_room, rate, start, stop))
+    folder, seed, rooms, room, frames_per_room, rate, start, stop = job
+    scenes.write_split(folder, _room_frames(seed, room, frames_per_room, rate, start, stop),
+                       meta=_meta(seed, rooms, frames_per_room, rate))
     return stop - start
 
 
@@ -270,7 +290,7 @@ def write_tour(out: str | Path, seed: int, rooms: int, frames_per_room: int, rat
     out = Path(out)
     parts = out / '.parts'
     shutil.rmtree(parts, ignore_errors=True)
-    jobs = [(parts / f'{room:03d}-{start:06d}', seed, room, frames_per_room, rate, start,
+    jobs = [(parts / f'{room:03d}-{start:06d}', seed, rooms, room, frames_per_room, rate, start,
              min(start + 100, frames_per_room))
             for room in range(rooms) for start in range(0, frames_per_room, 100)]
     started = time.perf_counter()
@@ -296,9 +316,7 @@ def write_tour(out: str | Path, seed: int, rooms: int, frames_per_room: int, rat
             reader = csv.reader(fh)
             header = next(reader)
             rows += list(reader)
-    camera = (jobs[0][0] / 'camera.yaml').read_text()
-    (out / 'camera.yaml').write_text(camera + f'generator: rc_offline.robot_world\nseed: {seed}\n'
-                                     f'rooms: {rooms}\nframes_per_room: {frames_per_room}\nrate_hz: {rate}\n')
+    (jobs[0][0] / 'camera.yaml').replace(out / 'camera.yaml')
     with open(out / 'poses.csv', 'w', newline='') as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
@@ -309,8 +327,8 @@ def write_tour(out: str | Path, seed: int, rooms: int, frames_per_room: int, rat
 
 def main(argv: list[str] | None = None) -> int:
     """Write a tour of the synthetic robot world (a dataset folder with ground truth)."""
-    parser = argparse.ArgumentParser(prog='python -m rc_offline.robot_world', description=main.__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(prog='python -m rc_offline.robot_world', description=main.__doc__,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', required=True, help='output folder (rc_offline.dataset layout)')
     parser.add_argument('--seed', type=int, default=7, help='world seed')
     parser.add_argument('--rooms', type=int, default=5, help='rooms in the tour')
@@ -319,21 +337,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 1) - 1),
                         help='processes rendering at once')
     args = parser.parse_args(argv)
-    per_room = round(args.seconds * args.rate)
-    if args.rooms < 1 or per_room < 1 or args.rate <= 0 or args.workers < 1:
-        print('robot_world: error: --rooms, --workers and --seconds x --rate must be >= 1, --rate > 0',
-              file=sys.stderr)
-        return 2
-    print(f'robot world seed {args.seed}: {args.rooms} rooms x {per_room} frames at {args.rate:g} Hz '
-          f'-> {args.out}', flush=True)
-    try:
+
+    def run() -> int:
+        per_room = round(args.seconds * args.rate)
+        if args.rooms < 1 or per_room < 1 or args.rate <= 0 or args.workers < 1:
+            raise UsageError('--rooms, --workers and --seconds x --rate must be >= 1, --rate > 0')
+        print(f'robot world seed {args.seed}: {args.rooms} rooms x {per_room} frames at {args.rate:g} Hz '
+              f'-> {args.out}', flush=True)
         summary = write_tour(args.out, args.seed, args.rooms, per_room, args.rate, args.workers,
                              progress=lambda line: print(line, flush=True))
-    except OSError as exc:
-        print(f'robot_world: error: cannot write {args.out}: {exc}', file=sys.stderr)
-        return 1
-    print(f"wrote {summary['frames']} frames to {summary['out']} in {summary['seconds']:.0f} s")
-    return 0
+        print(f"wrote {summary['frames']} frames to {summary['out']} in {summary['seconds']:.0f} s")
+        return 0
+
+    return run_tool('python -m rc_offline.robot_world', run, errors=(OSError,))
 
 
 if __name__ == '__main__':

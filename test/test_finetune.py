@@ -78,6 +78,17 @@ def test_labels_are_the_pixels_the_fusion_trusts_sampled_on_the_student_grid():
     np.testing.assert_array_equal(got, expected, err_msg=f'labels {got} expected {expected}')
 
 
+def test_a_wide_camera_is_labelled_where_the_letterbox_puts_it():
+    # A 16:9 camera (36 x 64) into a 4:3 model grid (24 x 32): the image fills 18 rows starting at row 3
+    # (student_trt.geometry.letterbox), 2 camera pixels per model pixel, so content row r is camera row
+    # 2r + 1; the ToF here has half the camera's resolution (18 x 32): its row r.
+    tof = (np.arange(18, dtype=np.float32)[:, None] * 0.1 + 1.0).repeat(32, 1)
+    got = label_on_grid(tof, '32FC1', None, LabelRule(), 24, 32, camera=(36, 64))
+    assert np.isnan(got[:3]).all() and np.isnan(got[21:]).all(), 'padding rows must carry no label'
+    np.testing.assert_array_equal(got[3:21, 0], tof[:, 0], err_msg='content row r <- ToF row r')
+    assert np.array_equal(got[3:21, 5], got[3:21, 0]), 'every column of a row carries the same depth here'
+
+
 def test_absurd_float_tof_values_never_become_labels():
     tof = np.resize(np.concatenate([ABSURD, [2.0, 3.0]]), (2, 6)).astype(np.float32)
     got = label_on_grid(tof, '32FC1', None, LabelRule(), 2, 6)
@@ -118,23 +129,30 @@ def _plane_recording(frames=2, h=64, w=96, depth=2.0) -> Recording:
 def test_fill_scores_of_a_plane_match_closed_forms():
     rec = _plane_recording()
     predictions = {'good': np.full((2, 64, 96), 2.0, np.float32),
-                   'far': np.full((2, 64, 96), 2.4, np.float32)}
+                   'far': np.full((2, 64, 96), 2.4, np.float32),      # 20 % long: delta1 still 1
+                   'bad': np.full((2, 64, 96), 4.0, np.float32)}      # twice the depth: delta1 0
     scores = fill_eval.score_fill(rec, predictions, constant=1.0)
     rows = scores['rows']
     assert scores['labels'] == 2 * 56 * 96 and 0.2 * scores['labels'] <= scores['hidden'] < scores['labels']
-    fill = rows['far gated']['fill']
+    fill = rows['far student']['fill']
     assert fill['rmse'] == pytest.approx(0.4, abs=1e-6) and fill['absrel'] == pytest.approx(0.2, abs=1e-6)
-    assert fill['delta1'] == 1.0, f'2.4 / 2.0 = 1.2 < 1.25, got delta1 {fill["delta1"]}'
+    assert fill['delta1'] == 1.0 and fill['coverage'] == 1.0, f'2.4 / 2.0 = 1.2 < 1.25, got {fill}'
     # median scaling against the visible ToF: 2.4 * (2.0 / 2.4) = 2.0 exactly where the ToF was hidden
     assert rows['far median']['fill']['rmse'] == pytest.approx(0.0, abs=1e-5)
-    assert rows['good gated']['fill']['rmse'] == pytest.approx(0.0, abs=1e-6)
+    assert rows['good student']['fill']['rmse'] == pytest.approx(0.0, abs=1e-6)
+    # The node's fusion trusts a student that agrees with the ToF and withholds one that does not.
+    assert rows['far fused']['fill']['coverage'] == 1.0
+    assert rows['bad fused']['fill']['coverage'] == 0.0 and rows['bad student']['fill']['coverage'] == 1.0
+    assert rows['bad student']['fill']['rmse'] == pytest.approx(2.0, abs=1e-6)
     const = rows['constant']
     assert const['fill']['rmse'] == pytest.approx(1.0) and const['tof']['absrel'] == pytest.approx(0.5)
     assert const['fill']['delta1'] == 0.0
     # ToF holes (the top band) against the truth of 5 m: the student's 2.0 is 3 m short
-    assert rows['good gated']['holes']['rmse'] == pytest.approx(3.0, abs=1e-3)
+    assert rows['good student']['holes']['rmse'] == pytest.approx(3.0, abs=1e-3)
     table = fill_eval.format_table(scores, 'title')
     assert 'far median' in table and 'ToF holes vs ground truth' in table
+    bad_fused = next(line for line in table.splitlines() if line.startswith('bad fused'))
+    assert bad_fused.split()[2:6] == ['-', '-', '-', '0.0%'], bad_fused
 
 
 # ------------------------------------------------------------------------------------------- the tool
@@ -247,8 +265,8 @@ def test_finetune_student_writes_an_exportable_checkpoint_and_scores_it(tmp_path
     assert code == 0, printed
     summary = json.loads(printed.strip().splitlines()[-1])
     assert (summary['frames_train'], summary['frames_heldout'], summary['steps']) == (7, 3, 2), summary
-    for key in ('0_constant_fill_rmse', '0_before_gated_fill_delta1', '0_after_median_tof_absrel',
-                'miou_after'):
+    for key in ('0_constant_fill_rmse', '0_before_student_fill_delta1', '0_after_median_tof_absrel',
+                '0_after_fused_fill_coverage', 'miou_after'):
         assert np.isfinite(summary[key]), f'{key} = {summary[key]}'
     assert 'hidden blocks (the fill)' in printed and (tmp_path / 'tuned_fill.png').is_file()
     extra = read_checkpoint(out).extra

@@ -94,7 +94,7 @@ def test_replay_node_recorded_to_a_bag_gives_the_folders_training_data(tmp_path)
     spec = ModelSpec(height=16, width=16)
     bag, original = load_recording(tmp_path / 'bag', spec), load_recording(folder, spec)
     assert len(bag) == counts['/camera/rgb'] and not bag.notes, (len(bag), bag.notes)
-    index = np.round(bag.tof[:, 0, 0].astype(np.float64) * 1000).astype(int) - 1000   # which frame each is
+    index = np.round(bag.tof[:, 8, 8].astype(np.float64) * 1000).astype(int) - 1000   # which frame each is
     assert np.all(np.diff(index) > 0), f'frames out of order or repeated: {index}'
     np.testing.assert_array_equal(bag.inputs, original.inputs[index])
     np.testing.assert_array_equal(bag.tof, original.tof[index])
@@ -106,4 +106,4 @@ def test_record_refuses_an_existing_bag_or_a_dot_bag_name(tmp_path, capsys):
     for out, why in ((tmp_path / 'old', 'exists'), (tmp_path / 'new.bag', 'ROS 1')):
         assert record.main(['--out', str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith('record: error: ') and why in err[0], err
+        assert len(err) == 1 and err[0].startswith(f'{record.PROG}: error: ') and why in err[0], err
