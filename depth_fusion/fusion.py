@@ -8,7 +8,9 @@ Per output pixel (the rule itself lives in ``depth_fusion.kernel``):
   units (mono8 / mono16 / 16UC1 integers, or 32FC1; NaN confidence fails);
 * the **student** depth, after the correction of ``mode``, fills the pixels without a valid ToF reading
   where it is finite and > 0, unless the trust gate withholds the fill (``depth_fusion.trust``);
-* else NaN (never 0.0). The source map says which: 0 none, 1 ToF, 2 student.
+* else NaN (never 0.0). The source map says which: 0 none, 1 ToF, 2 student;
+* with ``ground_tolerance`` > 0, the student pixels that lie on or below the floor the valid ToF measures
+  take the floor plane's depth (``depth_fusion.ground``; still source 2: the student said "floor").
 
 A valid ToF pixel is therefore never replaced by the student, whatever the correction.
 
@@ -47,6 +49,7 @@ import numpy as np
 
 from depth_fusion import kernel
 from depth_fusion.calibration import ALPHA_RANGE, BETA_RANGE, median_scale, robust_affine_fit
+from depth_fusion.ground import GroundPlane, fit_ground, snap_to_ground
 from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict, measure_accuracy
 from rc_perception.camera import axis_map
 from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_TO_M, metre_bounds
@@ -69,7 +72,7 @@ for _a in (_NAN_IMAGE, _ZERO_U8):
 class FusionConfig:
     """Fusion settings; the field names are the node's parameter names."""
 
-    mode: str = 'gated'
+    mode: str = 'local'
     range_min: float = 0.1
     range_max: float = 4.0
     confidence_threshold: float = 50.0  # mono8 confidence (0-255); see the node parameter
@@ -88,6 +91,7 @@ class FusionConfig:
     trust_min_overlap: float = 0.05
     trust_when_blind: str = 'last'
     accuracy_smoothing: float = 0.7
+    ground_tolerance: float = 0.25
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -109,6 +113,8 @@ class FusionConfig:
         if not (0.0 <= self.online_smoothing < 1.0 and 0.0 <= self.accuracy_smoothing < 1.0):
             return ('online_smoothing and accuracy_smoothing must be in [0, 1), got '
                     f'{self.online_smoothing}, {self.accuracy_smoothing}')
+        if not 0.0 <= self.ground_tolerance < 1.0:
+            return f'ground_tolerance must be in [0, 1), got {self.ground_tolerance}'
         if self.online_outlier_threshold <= 0.0:
             return f'online_outlier_threshold must be > 0, got {self.online_outlier_threshold}'
         if min(self.fit_sample_size, self.median_min_pixels - 1, self.online_min_inliers - 2,
@@ -146,7 +152,8 @@ class Correction:
 class FusionResult:
     """Fused depth (float32 m, NaN where no source is valid), source map (uint8), the correction, the
     pixel counts taken from each source, the student's accuracy against the ToF in this frame (None
-    without both) and the trust gate's verdict. The arrays belong to the Fuser."""
+    without both), the trust gate's verdict, the floor plane fitted to the ToF (None: none, or off) and the
+    student pixels placed on it. The arrays belong to the Fuser."""
 
     depth: np.ndarray
     source: np.ndarray
@@ -155,6 +162,8 @@ class FusionResult:
     student_pixels: int
     accuracy: Accuracy | None
     verdict: Verdict
+    ground: GroundPlane | None = None
+    ground_pixels: int = 0
 
 
 @lru_cache(maxsize=32)
@@ -397,7 +406,24 @@ class Fuser:
         fill = verdict is None or verdict.fill
         n_tof, n_student = self._kernel(inputs, *(alpha_beta or (corr.alpha, corr.beta)), fill, out, source)
         verdict = verdict or Verdict(True, 'no student depth', None, None, False)
-        return FusionResult(out, source, corr, n_tof, n_student, acc, verdict)
+        ground = self._ground(out, source, grid) if cfg.ground_tolerance > 0.0 and n_tof and n_student \
+            else None
+        return FusionResult(out, source, corr, n_tof, n_student, acc, verdict, *(ground or (None, 0)))
+
+    def _ground(self, out: np.ndarray, source: np.ndarray, grid: tuple[int, int]):
+        """(the floor plane of the valid ToF at the sampled positions, student pixels placed on it), or None
+        when no floor-like plane fits (``depth_fusion.ground``)."""
+        rows, cols = _sample_positions(grid, self.config.fit_sample_size)
+        flat = rows * grid[1] + cols
+        tof = source.reshape(-1).take(flat) == SOURCE_TOF
+        plane = fit_ground(cols[tof], rows[tof], out.reshape(-1).take(flat)[tof], grid)
+        if plane is None:
+            return None
+        inverse = plane.inverse_depth(grid, self._buf('ground_inverse', grid, np.float32))
+        student = np.equal(source, SOURCE_STUDENT, out=self._buf('ground_student', grid, bool))
+        scratch = self._buf('ground_ratio', grid, np.float32), self._buf('ground_mask', grid, bool)
+        snapped = snap_to_ground(out, student, inverse, self.config.ground_tolerance, *scratch)
+        return plane, snapped
 
     def _judge(self, inputs: tuple, grid: tuple[int, int], has_tof: bool):
         """The frame's correction and the corrected student's accuracy, from the sampled pixels."""

@@ -74,6 +74,7 @@ class DepthFusionNode(Node):
         qos_kw = {'qos_profile': qos.sensor_data, 'qos_overriding_options': qos.overridable}
         self._pubs = {k: self.create_publisher(Image, TOPICS[k], **{a: f() for a, f in qos_kw.items()})
                       for k in ('fused', 'source')}
+        self._writers = {'fused': codecs.ImageWriter('32FC1'), 'source': codecs.ImageWriter('mono8')}
         self._topics = {k: self.create_subscription(Image, TOPICS[k], getattr(self, f'_on_{k}'),
                                                     **{a: f() for a, f in qos_kw.items()}).topic_name
                         for k in ('student', 'tof', 'confidence')}
@@ -83,10 +84,9 @@ class DepthFusionNode(Node):
         if not kernel.COMPILED:
             self.get_logger().warning(f'{kernel.COMPILE_PROBLEM}: fusing with the numpy version of the rule '
                                       '(slower; local mode uses the frame fit alone)')
-        cfg, src, out = self.fuser.config, self.calibration.path or 'parameters', self._pubs['fused']
-        self.get_logger().info(f"fusing {', '.join(self._topics.values())} -> {out.topic_name} "
-                               f'(mode {p.mode}, alpha {cfg.alpha:g}, beta {cfg.beta:g} from {src}, '
-                               f'use_confidence {p.use_confidence})')
+        out = self._pubs['fused'].topic_name
+        self.get_logger().info(status.startup_line(list(self._topics.values()), out, p, self.fuser.config,
+                                                   self.calibration.path))
 
     # ------------------------------------------------------------------------------------- parameters
     def _validate(self, p) -> str | None:
@@ -216,9 +216,9 @@ class DepthFusionNode(Node):
             return None
         if timer is not None:
             timer.publishing()
-        self._pubs['fused'].publish(codecs.array_to_image(result.depth, '32FC1', header))
+        self._pubs['fused'].publish(self._writers['fused'].write(result.depth, header))
         if self.params.values.publish_source_map:
-            self._pubs['source'].publish(codecs.array_to_image(result.source, 'mono8', header))
+            self._pubs['source'].publish(self._writers['source'].write(result.source, header))
         if timer is not None:
             timer.done()
         self.rates['output'].tick()
@@ -227,7 +227,7 @@ class DepthFusionNode(Node):
     def _note(self, match: Match, p) -> None:
         line = self._pairing_log.line(self.state.last_match, match, time.monotonic(), self.state.pairer.watch,
                                       p, (self._topics['tof'], self._topics['confidence']))
-        if line and match.matched:
+        if line and match.matched:  # one call site per severity (rclpy's loggers insist)
             self.get_logger().info(line)
         elif line:
             self.get_logger().warning(line)

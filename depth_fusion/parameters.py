@@ -92,6 +92,10 @@ PARAMS = (
               choices=BLIND_POLICIES),
     ParamSpec('accuracy_smoothing', _D.accuracy_smoothing, 'Weight of the previous value in the exponential '
               'smoothing of the live accuracy over judged frames (0 = this frame only).', min=0.0, max=0.99),
+    ParamSpec('ground_tolerance', _D.ground_tolerance, 'Student pixels at or beyond (1 - this) of the '
+              "depth of the floor plane fitted to the valid ToF along their ray take the plane's depth: what "
+              "the student puts within this share of the camera's height above the floor, or below it (0.25: "
+              '5 cm for a camera 0.2 m up). 0 turns it off.', min=0.0, max=0.9),
     ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', min=0.1, max=60.0,
               read_only=True),
 )

@@ -27,6 +27,12 @@ def confidence_expected(setting: str, state: StreamState, has_publisher: bool) -
     return state is StreamState.OK or (state is StreamState.WAITING and has_publisher)
 
 
+def startup_line(inputs: list[str], output: str, p, config, calibration_path: str) -> str:
+    """The node's one start-up line: topics, mode, correction and where it comes from."""
+    return (f"fusing {', '.join(inputs)} -> {output} (mode {p.mode}, alpha {config.alpha:g}, beta "
+            f"{config.beta:g} from {calibration_path or 'parameters'}, use_confidence {p.use_confidence})")
+
+
 def fallback(require_tof: bool) -> str:
     """What the node does with a student depth that has no ToF to fuse."""
     return 'skipping student frames (require_tof)' if require_tof else 'publishing student-only depth'
@@ -105,7 +111,14 @@ def _accuracy_values(result: FusionResult | None, stamp_ns: int) -> dict:
         'correction': f'{corr.status}: {corr.detail}' if corr else '-',
         'inlier share': corr.inlier_share if corr else '-',
         'holes scaled / holes': f'{corr.holes_scaled} / {corr.holes}' if corr else '-',
+        'floor plane': _ground(result),
     }
+
+
+def _ground(result: FusionResult | None) -> str:
+    if result is None or result.ground is None:
+        return 'none fitted (off, or no floor-like plane in the valid ToF)'
+    return f'{result.ground.inliers} ToF inliers, {result.ground_pixels} student pixels placed on it'
 
 
 def report(state: FusionState, p, now: float, topics: tuple[str, str], info: dict) -> tuple[str, str, dict]:

@@ -86,6 +86,7 @@ class DriveSplit:
     removed_at: float | None = None
     removed_box: dict | None = None
     dark_box: dict | None = None
+    size: tuple[int, int] = (640, 480)    # the camera's width, height
 
     @classmethod
     def load(cls, folder: str | Path) -> DriveSplit | None:
@@ -109,7 +110,7 @@ class DriveSplit:
         removed = cam.get('removed') or {}
         return cls(folder, Intrinsics(cam['fx'], cam['fy'], cam['cx'], cam['cy']),
                    CameraMount(**cam['nominal_mount']), poses, removed.get('time'), removed.get('box'),
-                   (cam.get('dark_obstacle') or {}).get('box'))
+                   (cam.get('dark_obstacle') or {}).get('box'), (int(cam['width']), int(cam['height'])))
 
     def truth_points(self, stem: str, skip: int = 1) -> np.ndarray:
         """Ground-truth depth of ``stem`` back-projected: (H', W', 3) float32 in the optical frame."""
@@ -193,6 +194,9 @@ class CostmapScores:
     truth_floor: int = 0
     stale: int = 0
     removed_cells: int = 0
+    #: truth cells within range at the dark block (only the student sees it), and of those found
+    dark_cells: int = 0
+    dark_found: int = 0
     #: (seconds after the removal incl. latency, removed cells lethal in the published, in the truth)
     after_removal: list[tuple[float, int, int]] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
@@ -217,8 +221,17 @@ class CostmapScores:
     def recall(self) -> float:
         return self.found / self.truth_cells if self.truth_cells else float('nan')
 
+    def recall_split(self) -> tuple[float, float]:
+        """Recall of the obstacles the ToF can see (all but the dark block) and of the dark block."""
+        others = self.truth_cells - self.dark_cells
+        return ((self.found - self.dark_found) / others if others else float('nan'),
+                self.dark_found / self.dark_cells if self.dark_cells else float('nan'))
+
     def summary(self, prefix: str = 'costmap_') -> dict:
+        visible, dark = self.recall_split()
         figures = {'frames': self.frames, 'recall': self.recall, 'truth_cells': self.truth_cells,
+                   'recall_tof_visible': visible, 'recall_dark_block': dark,
+                   'dark_block_cells': self.dark_cells,
                    'found_cells': self.found, 'phantom_cells': self.phantom, 'floor_cells': self.floor,
                    'floor_cells_worst_frame': self.floor_worst, 'truth_floor_cells': self.truth_floor,
                    'stale_cells': self.stale,
@@ -312,6 +325,10 @@ class _Truth:
         scores.frames += 1
         scores.truth_cells += int((t & in_range).sum())
         scores.found += int((t & p & in_range).sum())
+        if self.split.dark_box is not None:
+            dark = t & in_range & _near_box(cm, self.split.dark_box)
+            scores.dark_cells += int(dark.sum())
+            scores.dark_found += int((dark & p).sum())
         scores.phantom += int((p & ~t & ~stale).sum())
         scores.floor += floor
         scores.floor_worst = max(scores.floor_worst, floor)
@@ -346,7 +363,9 @@ class DemoCostmap:
 SOURCE_TOF, SOURCE_STUDENT = 1, 2
 #: Variants the demo scores beside the published cloud: what each changes (report wording).
 ATTRIBUTION = {'exact_student': "the student's pixels at their true depth (what the ToF's errors cost)",
-               'exact_tof': "the ToF's pixels at their true depth (what the student's errors cost)"}
+               'exact_tof': "the ToF's pixels at their true depth (what the student's errors cost)",
+               'exact_dark': "the dark block's pixels at their true depth (what the student's view of it "
+                             'costs)'}
 
 
 def demo_costmap(folder: Path, recorded: dict[str, dict[str, np.ndarray]], latency_ms: dict[str, float],
@@ -381,6 +400,8 @@ def demo_costmap(folder: Path, recorded: dict[str, dict[str, np.ndarray]], laten
     if any('source' in recorded[s] for s in stems):
         for name, which in (('exact_student', SOURCE_STUDENT), ('exact_tof', SOURCE_TOF)):
             variants[name] = Variant(config, _exact(split, recorded, which))
+        if split.dark_box is not None:
+            variants['exact_dark'] = Variant(config, _exact(split, recorded, SOURCE_STUDENT, split.dark_box))
     scores = score_drive(split, [(s, latency_ms.get(s, 0.0) / 1000.0) for s in stems], variants, config,
                          distro, snapshot_stems=_snapshot_stems(split, stems))
     metrics = {'costmap_distro': distro, 'costmap_yaml': str(yaml_path),
@@ -395,8 +416,9 @@ def demo_costmap(folder: Path, recorded: dict[str, dict[str, np.ndarray]], laten
     return DemoCostmap(metrics, _checks(main, scores.get('noclear')), lines)
 
 
-def _exact(split: DriveSplit, recorded: dict, which: int) -> Callable[[str], dict]:
-    """Clouds with the pixels of source ``which`` moved along their rays to the ground-truth depth."""
+def _exact(split: DriveSplit, recorded: dict, which: int, box: dict | None = None) -> Callable[[str], dict]:
+    """Clouds with the pixels of source ``which`` moved along their rays to the ground-truth depth (only
+    those whose true point lies on ``box``, when given)."""
     from depth_fusion.fusion import resample_nearest
     from rc_offline import dataset
 
@@ -404,12 +426,27 @@ def _exact(split: DriveSplit, recorded: dict, which: int) -> Callable[[str], dic
         cloud, source = recorded[stem]['cloud'], recorded[stem].get('source')
         if source is None or cloud.ndim != 3 or source.shape != cloud.shape[:2]:
             return {TOPIC: cloud}
-        truth = resample_nearest(dataset.read_depth(split.folder / 'depth' / f'{stem}.png'), source.shape,
-                                 'ground truth')
+        truth = resample_nearest(dataset.read_depth(split.folder / 'depth' / f'{stem}.png'), source.shape)
+        moved = source == which
+        if box is not None:
+            moved &= _on_box(split, stem, truth, box)
         with np.errstate(invalid='ignore', divide='ignore'):
-            scale = np.where(source == which, truth / cloud[:, :, 2], np.float32(1.0))
+            scale = np.where(moved, truth / cloud[:, :, 2], np.float32(1.0))
         return {TOPIC: (cloud * scale[:, :, None]).astype(np.float32)}
     return clouds
+
+
+def _on_box(split: DriveSplit, stem: str, truth: np.ndarray, box: dict) -> np.ndarray:
+    """Pixels of a ground-truth depth image (any grid of the camera) whose true point lies on ``box``
+    (within 1 cm of its footprint and height)."""
+    from rc_perception.camera import scale_intrinsics
+    intr = scale_intrinsics(split.intrinsics, split.size, (truth.shape[1], truth.shape[0]))
+    world = transform_points(depth_points(truth, intr), split.poses[stem].camera).reshape(truth.shape + (3,))
+    c, s = math.cos(box['yaw']), math.sin(box['yaw'])
+    dx, dy = world[..., 0] - box['x'], world[..., 1] - box['y']
+    lx, ly = c * dx + s * dy, -s * dx + c * dy
+    return ((np.abs(lx) <= box['size_x'] / 2 + 0.01) & (np.abs(ly) <= box['size_y'] / 2 + 0.01)
+            & (world[..., 2] <= box['size_z'] + 0.01))
 
 
 def _snapshot_stems(split: DriveSplit, stems: list[str]) -> tuple[str, ...]:
@@ -466,6 +503,9 @@ def _report_lines(scores: dict[str, CostmapScores], m: dict, figure: str | None)
              'are still marked after the truth cleared them. Times include the camera-to-cloud latency and '
              'one costmap update period.', '', '| figure | value | target |', '|---|---:|---:|',
              f"| obstacle recall (truth cells within range found) | {_pct(m['costmap_recall'])} | >= 95 % |",
+             f"| recall: obstacles the ToF sees / the dark block ({m['costmap_dark_block_cells']} cells, the "
+             f"student alone) | {_pct(m['costmap_recall_tof_visible'])} / "
+             f"{_pct(m['costmap_recall_dark_block'])} | |",
              f"| floor cells marked (sum over frames; worst frame) | {m['costmap_floor_cells']} "
              f"({m['costmap_floor_cells_worst_frame']}) | 0 |",
              f"| floor cells marked by the ground truth itself (the params file's share) | "

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from rc_offline.costmap import DISTROS, CostmapConfig
+from rc_offline.demo_trust import FAULTS, trust_section
 from rc_perception.resources import share_file
 
 __all__ = ['main']
@@ -39,6 +40,8 @@ PANEL_FRAMES = 3
 PANEL_CANDIDATES = 12
 #: Stem under which the outputs of the priming frames are recorded (and then dropped).
 PRIMING = '__priming__'
+#: The stacked plot of where the milliseconds go (rc_offline.demo_latency).
+LATENCY_PLOT = 'latency.png'
 
 
 def _say(text: str = '') -> None:
@@ -96,6 +99,7 @@ class Recorder:
         self.clouds: dict[str, np.ndarray] = {}          # every cloud's x, y, z by stem (the costmap's input)
         self.clearing: dict[str, np.ndarray] = {}        # perception/clearing_points, when the node sends it
         self.cloud_latency_ms: dict[str, float] = {}
+        self.arrivals: dict[str, dict[str, int]] = {}    # stem -> output -> arrival time here (ns)
         self.cloud_arrival: list[float] = []
         self.panel_stems = panel_stems
         self.diagnostics: dict[str, dict[str, str]] = {}
@@ -143,9 +147,12 @@ class Recorder:
         from rc_perception import codecs
 
         def callback(msg) -> None:
+            now_ns = time.time_ns()
             stem = self._stem(msg.header)
             if stem is None:
                 return
+            with self.lock:
+                self.arrivals.setdefault(stem, {})[key] = now_ns
             try:
                 arr = codecs.image_to_array(msg)
             except ValueError:
@@ -162,6 +169,7 @@ class Recorder:
             return
         xyz = codecs.cloud_to_xyz(msg)
         with self.lock:
+            self.arrivals.setdefault(stem, {})['cloud'] = now_ns
             self.cloud_latency_ms[stem] = (now_ns - self._ns(msg.header.stamp)) / 1e6
             self.cloud_arrival.append(time.monotonic())
             self.clouds[stem] = xyz
@@ -279,6 +287,10 @@ def _prepare_data(args: argparse.Namespace, cache: Path):
                  f'calibration images (cached in {cache})')
         heldout = ensure_split('heldout', args.frames, root=cache, progress=progress)
         _say(f'    held-out: {heldout}\n    calibration: {calib}')
+        if args.student_fault == 'shuffled':
+            from rc_offline.demo_trust import shuffled_split
+            heldout = shuffled_split(heldout, Path(args.output) / 'shuffled_split')
+            _say(f'    student fault: camera images replayed out of order against the ToF ({heldout})')
         return DatasetSource(heldout, rate=args.rate, preload=True), heldout, calib
     _step(1, f'Recording: {args.replay}')
     topics = {'rgb': args.rgb_topic, 'depth': args.depth_topic, 'confidence': args.confidence_topic,
@@ -306,9 +318,13 @@ def _prepare_model(args: argparse.Namespace, calib: Path | None, cache: Path) ->
     checkpoint = Path(args.checkpoint) if args.checkpoint else share_file('models', 'student_demo.pt')
     if not checkpoint.is_file():
         raise RuntimeError(f'checkpoint {checkpoint} does not exist')
+    if args.student_fault == 'constant':
+        from rc_offline.demo_trust import constant_checkpoint
+        checkpoint = constant_checkpoint(checkpoint, cache / f'{checkpoint.stem}_constant.pt')
+        _say(f'    student fault: {checkpoint.name}, every weight zero (one depth everywhere)')
     _step(2, f'Export of {checkpoint.name} with export_trt (ONNX FP32 + INT8 Q/DQ; engines where TensorRT '
              'is installed)')
-    exported = export_models(checkpoint, calib, cache, 'fp32,int8')
+    exported = export_models(checkpoint, calib, cache, 'fp32' if args.student_fault else 'fp32,int8')
     model = exported / f'{checkpoint.stem}_{"int8_qdq" if args.model == "int8" else "fp32"}.onnx'
     engine = exported / f'{checkpoint.stem}_{args.model}.engine'
     if args.backend in ('auto', 'tensorrt') and engine.is_file():
@@ -380,6 +396,7 @@ def run(args: argparse.Namespace) -> int:
     from rc_offline.heldout import cache_root
     from rc_offline.pipeline import default_params_file
     from rc_offline.replay import DatasetSource
+    from rc_perception.launch_args import node_parameters
     from student_trt.metadata import ModelSpec
 
     started = time.monotonic()
@@ -389,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
     params_file = Path(args.params_file) if args.params_file else default_params_file()
     if not params_file.is_file():
         raise RuntimeError(f'params file {params_file} does not exist')
-    fusion_params = yaml.safe_load(params_file.read_text())['depth_fusion_node']['ros__parameters']
+    fusion_params = node_parameters(yaml.safe_load(params_file.read_text()) or {}, '/depth_fusion_node')
     costmap_yaml = Path(args.costmap_yaml) if args.costmap_yaml else share_file('config',
                                                                                  'nav2_local_costmap.yaml')
     CostmapConfig.from_yaml(costmap_yaml)   # a missing or unusable costmap params file fails now, not last
@@ -409,15 +426,26 @@ def run(args: argparse.Namespace) -> int:
                                                   else model))
     m = _accuracy(source, truth, stems, recorder, fusion_params, spec.num_classes)
     m.update(_pipeline_figures(recorder, replay_seconds, codes))
-    m.update({'replay_rate_hz': args.rate, 'model': model.name, 'precision': spec.precision})
-    checks = _checks(m, codes)
+    m.update({'replay_rate_hz': args.rate, 'model': model.name, 'precision': spec.precision,
+              'input_folder': str(truth if truth is not None else args.replay)})
+    latency = _latency(recorder, out)
+    m.update(latency.metrics())
+    checks = _checks(m, codes, args.student_fault)
+    trust = None
+    if m['ground_truth']:
+        trust = trust_section(m['agreement'], dict(recorder.diagnostics), args.student_fault, args.rate,
+                              float(fusion_params.get('min_student_delta1', 0.0)))
+        m.update(trust.metrics())
+        checks.append(trust.check())
     costmap = _costmap(truth, recorder, costmap_yaml, args.distro, out)
     if costmap is not None:
         m.update(costmap.metrics)
-        checks += costmap.checks
+        checks += [] if args.student_fault else costmap.checks  # a wrong student is judged by its gate
     m['seconds_total'] = time.monotonic() - started
     m['checks'] = {name: ok for name, ok, _ in checks}
     write_metrics(out / 'metrics.json', m)
+    if args.save_outputs:
+        _save_outputs(recorder, out / 'outputs')
     panels = _write_panels(out, truth, stems, candidates, recorder, spec.num_classes)
     setup = {
         'input': (f'{truth} ({len(stems)} frames, with ground truth)' if truth is not None
@@ -431,10 +459,21 @@ def run(args: argparse.Namespace) -> int:
         'replay rate': f'{args.rate:g} Hz' if isinstance(source, DatasetSource) else 'recorded timing',
         'total time': f"{m['seconds_total']:.0f} s",
     }
-    write_report(out / 'report.md', m, checks, setup, spec.class_names, panels,
-                 costmap.lines if costmap is not None else [])
+    sections = ((trust.lines() if trust is not None else []) + (costmap.lines if costmap is not None else [])
+                + latency.lines(LATENCY_PLOT))
+    write_report(out / 'report.md', m, checks, setup, spec.class_names, panels, sections)
     _print_summary(m, checks, truth is not None, out, len(panels))
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def _save_outputs(recorder: Recorder, folder: Path) -> None:
+    """What the pipeline published, per frame: ``<stem>.npz`` with student, segmentation, fused, source."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with recorder.lock:
+        outputs = dict(recorder.outputs)
+    for stem, arrays in outputs.items():
+        if stem != PRIMING:
+            np.savez_compressed(folder / f'{stem}.npz', **arrays)
 
 
 def _stems(source) -> list[str]:
@@ -489,6 +528,17 @@ def _pipeline_figures(recorder: Recorder, replay_seconds: float, codes: dict[str
                                                 'inference p99 (ms)'),
         'node_exit_codes': codes,
     }
+
+
+def _latency(recorder: Recorder, out: Path):
+    """The latency breakdown (rc_offline.demo_latency) and its plot, LATENCY_PLOT in ``out``."""
+    from rc_offline.demo_latency import breakdown, write_plot
+    with recorder.lock:
+        stamps = {stem: stamp for stamp, stem in recorder.sent.items()}
+        arrivals = {stem: dict(times) for stem, times in recorder.arrivals.items()}
+        result = breakdown(dict(recorder.diagnostics), stamps, arrivals)
+    write_plot(result, out / LATENCY_PLOT)
+    return result
 
 
 def _costmap(truth: Path | None, recorder: Recorder, costmap_yaml: Path, distro: str, out: Path):
@@ -564,7 +614,7 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _checks(m: dict, codes: dict[str, int]) -> list[tuple[str, bool, str]]:
+def _checks(m: dict, codes: dict[str, int], fault: str | None) -> list[tuple[str, bool, str]]:
     checks = [
         ('every node exited cleanly', all(c == 0 for c in codes.values()),
          ', '.join(f'{k} {v}' for k, v in codes.items())),
@@ -573,9 +623,10 @@ def _checks(m: dict, codes: dict[str, int]) -> list[tuple[str, bool, str]]:
     ]
     if m['ground_truth']:
         cov = (m['coverage_student'], m['coverage_tof'], m['coverage_fused'])
-        checks += [
+        checks += [] if fault else [   # a faulty student's fill is to be withheld: coverage drops
             ('fused coverage >= student and ToF coverage', cov[2] >= max(cov[0], cov[1]),
-             f'fused {100 * cov[2]:.2f} %, student {100 * cov[0]:.2f} %, ToF {100 * cov[1]:.2f} %'),
+             f'fused {100 * cov[2]:.2f} %, student {100 * cov[0]:.2f} %, ToF {100 * cov[1]:.2f} %')]
+        checks += [
             ('fused RMSE below the student alone', m['rmse_fused'] < m['rmse_student'],
              f"fused {m['rmse_fused']:.3f} m < student {m['rmse_student']:.3f} m"),
             ('fused equals the ToF where the ToF is valid and confident', m['tof_pixels_replaced'] == 0,
@@ -615,6 +666,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--costmap-yaml',
                         help='Nav2 params file whose local costmap judges the cloud (default: the installed '
                              'config/nav2_local_costmap.yaml)')
+    parser.add_argument('--save-outputs', action='store_true',
+                        help='also write what the pipeline published per frame to '
+                             '<output>/outputs/<frame>.npz')
+    parser.add_argument('--student-fault', choices=FAULTS, default=None,
+                        help='make the student wrong on purpose to check the fusion\'s trust gate: constant '
+                             '(a model with every weight zero) or shuffled (camera images out of order '
+                             'against the ToF)')
     parser.add_argument('--distro', choices=DISTROS, default='humble',
                         help="whose Nav2 costmap semantics to model (default humble, the oldest target)")
     recording = parser.add_argument_group(

@@ -126,6 +126,7 @@ class StudentTrtNode(Node):
             raise node_support.StartupError(f'{self.backend.model_path}: {exc}') from None
         self._grid: tuple[tuple, FrameGeometry, StudentImages] | None = None
         self._colour = np.empty((0, 0, 3), np.uint8)
+        self._writers = tuple(codecs.ImageWriter(e) for e in ('32FC1', 'mono8', 'rgb8'))  # worker-owned
         self.book = status.FrameBook()
         self.latency = LatencyWindow(lambda: self.get_clock().now().nanoseconds)
         self.bad_input = node_support.BadInput(self)
@@ -190,13 +191,13 @@ class StudentTrtNode(Node):
         geometry, images = self._grid_for(image.shape[:2])
         self._post(outputs.depth, outputs.seg_logits, geometry, out=images)
         timer.publishing()
-        self._depth_pub.publish(codecs.array_to_image(images.depth, '32FC1', msg.header))
-        self._seg_pub.publish(codecs.array_to_image(images.class_ids, 'mono8', msg.header))
+        self._depth_pub.publish(self._writers[0].write(images.depth, msg.header))
+        self._seg_pub.publish(self._writers[1].write(images.class_ids, msg.header))
         if self._color_pub.get_subscription_count() > 0:
             if self._colour.shape[:2] != images.class_ids.shape:
                 self._colour = np.empty((*images.class_ids.shape, 3), np.uint8)
             colour = self._post.colourize(images.class_ids, out=self._colour)
-            self._color_pub.publish(codecs.array_to_image(colour, 'rgb8', msg.header))
+            self._color_pub.publish(self._writers[2].write(colour, msg.header))
         timer.done()
         self.book.processed(inference_ms)
         self.frames_out.tick()

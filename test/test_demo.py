@@ -4,10 +4,12 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 
 from ros_harness import REPO
 
@@ -32,6 +34,7 @@ def demo_run(tmp_path_factory):
     out = tmp / 'demo_output'
     result = subprocess.run(
         [sys.executable, '-m', 'rc_offline.demo', '--frames', str(FRAMES), '--calib-frames', '6',
+         '--save-outputs',
          '--output', str(out), '--cache', str(tmp / 'cache')],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     metrics_file = out / 'metrics.json'
@@ -65,6 +68,45 @@ def test_demo_runs_end_to_end_and_fusion_does_what_the_seed_claims(demo_run):
         'student_trt_node.log', 'depth_fusion_node.log', 'pointcloud_xyz_node.log'}
 
 
+def test_demo_figures_match_an_independent_rescoring_from_ground_truth(demo_run, tmp_path):
+    """Recompute what the demo reports from the files: the split's ground truth, ToF and confidence, and what
+    the pipeline published (--save-outputs), with plain numpy here, not the demo's or the fusion's code."""
+    from PIL import Image as PILImage
+
+    _, out, metrics = demo_run
+    split = Path(metrics['input_folder'])
+    camera = yaml.safe_load((split / 'camera.yaml').read_text())
+    params = yaml.safe_load(Path(REPO, 'config', 'perception.yaml').read_text())['/**/depth_fusion_node']
+    p = params['ros__parameters']
+    sq, count, replaced, valid_total, zeros = 0.0, 0, 0, 0, 0
+    for saved in sorted((out / 'outputs').glob('*.npz')):
+        got = np.load(saved)
+        fused, source = got['fused'], got['source']
+        h, w = fused.shape
+        f = camera['width'] // w   # the demo's 640x480 camera on a 320x240 grid: a whole factor
+        assert (camera['width'], camera['height']) == (w * f, h * f)
+        pick = (slice(f // 2, None, f), slice(f // 2, None, f))   # grid pixel j <- camera pixel f*j + f//2
+        gt = np.asarray(PILImage.open(split / 'depth' / f'{saved.stem}.png'), np.float64)[pick] / 1000.0
+        mm = np.asarray(PILImage.open(split / 'tof' / f'{saved.stem}.png'))[pick]
+        conf = np.asarray(PILImage.open(split / 'confidence' / f'{saved.stem}.png'))[pick]
+        tof = mm.astype(np.float32) * np.float32(0.001)
+        in_range = (mm > 0) & (tof >= p['range_min']) & (tof <= p['range_max'])
+        ok = in_range & (conf >= p['confidence_threshold'])
+        valid_total += int(ok.sum())
+        replaced += int(np.sum(fused[ok] != tof[ok]))
+        assert np.all(source[ok] == 1), f'{saved.stem}: valid ToF pixels not marked as ToF in the source map'
+        zeros += int(np.sum(fused == 0.0))
+        both = np.isfinite(fused) & (gt > 0)
+        sq += float(np.sum((fused[both] - gt[both]) ** 2))
+        count += int(both.sum())
+    assert count > 0 and valid_total > 0
+    assert replaced == metrics['tof_pixels_replaced'] == 0
+    assert valid_total == metrics['tof_valid_pixels'], (valid_total, metrics['tof_valid_pixels'])
+    assert zeros == metrics['fused_zero_pixels']
+    assert np.sqrt(sq / count) == pytest.approx(metrics['rmse_fused'], rel=1e-4), \
+        f"fused RMSE recomputed {np.sqrt(sq / count):.5f} m, the demo says {metrics['rmse_fused']:.5f} m"
+
+
 def test_demo_judges_the_pipeline_by_the_costmap(demo_run):
     _, out, metrics = demo_run
     # The shipped params file with perfect depth: no floor, and the removed box cleared within 1 s.
@@ -83,9 +125,10 @@ def test_demo_judges_the_pipeline_by_the_costmap(demo_run):
     assert (out / 'costmap.png').stat().st_size > 10_000
 
 
-@pytest.mark.xfail(reason='issue 13 targets not met yet: the student places the dark block 10-35 % too '
-                          'far and blurs depth edges, and confident ToF flying pixels mark cells behind '
-                          'obstacles (the report attributes the misses and phantoms to each source)',
+@pytest.mark.xfail(reason='issue 13 targets not met yet: the obstacles the ToF sees reach 99.8 % recall, but '
+                          'the dark block (only the student sees it, 10-30 % too far) 70 %, and its depth '
+                          'marks most of the remaining floor cells (the report splits recall by object and '
+                          "attributes the floor cells; doc/costmap.md)",
                    strict=False)
 def test_demo_meets_the_costmap_targets(demo_run):
     _, _, metrics = demo_run

@@ -76,3 +76,15 @@ def test_report_levels_and_messages():
     s.student_watch.tick(1.6)
     assert report(s, SimpleNamespace(**{**vars(P), 'require_tof': True}), 1.6, TOPICS, {})[1] == \
         'ToF silent for 1.1 s on /camera/depth: skipping student frames (require_tof)'
+
+
+def test_startup_line_names_topics_mode_and_calibration_source():
+    from types import SimpleNamespace
+
+    from depth_fusion.status import startup_line
+    p = SimpleNamespace(mode='affine', use_confidence='auto')
+    cfg = SimpleNamespace(alpha=1.25, beta=-0.1)
+    line = startup_line(['/a', '/b'], '/out', p, cfg, '')
+    assert line == ('fusing /a, /b -> /out (mode affine, alpha 1.25, beta -0.1 from parameters, '
+                    'use_confidence auto)'), line
+    assert 'from /cal.yaml' in startup_line(['/a'], '/out', p, cfg, '/cal.yaml')

@@ -76,8 +76,8 @@ def test_a_fuser_withholds_the_fill_of_a_disagreeing_student_and_gives_it_back()
     tof[:, 10:] = np.nan  # the right half is a hole the student fills
     good = np.full((20, 20), 2.1, np.float32)
     bad = np.full((20, 20), 4.0, np.float32)
-    cfg = FusionConfig(range_max=5.0, min_student_delta1=0.7, trust_hysteresis=0.1, accuracy_smoothing=0.0,
-                       fit_sample_size=0)
+    cfg = FusionConfig(mode='gated', range_max=5.0, min_student_delta1=0.7, trust_hysteresis=0.1,
+                       accuracy_smoothing=0.0, fit_sample_size=0)
     fuser = Fuser(cfg)
     res = fuser.fuse(good, tof, stamp_ns=0)
     assert res.accuracy == Accuracy(pytest.approx(0.05), 1.0, 0.5, 200), res.accuracy
