@@ -19,11 +19,12 @@ the fill of a student that disagrees with the ToF; the error figures are over th
 
 Rows (``ROWS``): a constant depth (the median label of the training part), and for each model
 
-* ``student``: the student's depth as it is (fusion mode ``gated``, trust gate off): the raw fill;
-* ``median``: scaled per frame by median(ToF) / median(student) over the visible ToF (trust gate off),
-  which shows whether a global scale would have repaired the student instead of a fine-tune;
-* ``fused``: the fusion with the node's defaults (``FusionConfig()``: mode ``gated`` and the trust gate), what
-  the robot would publish.
+* ``student``: the student's depth as it is (fusion mode ``gated``, no floor plane, trust gate off): the
+  raw fill;
+* ``median``: scaled per frame by median(ToF) / median(student) over the visible ToF (no floor plane, trust
+  gate off), which shows whether a global scale would have repaired the student instead of a fine-tune;
+* ``fused``: the fusion with the node's defaults (``FusionConfig()``: the ``local`` correction, the floor
+  plane and the trust gate; doc/fusion.md), what the robot would publish.
 
 ``write_heldout_folder`` copies the held-out part of a dataset folder (with its ground truth and poses) to a
 folder of its own, so that the whole pipeline, the costmap included, can be scored on exactly that part
@@ -50,8 +51,8 @@ BLOCK = 32
 HIDDEN_SHARE = 0.2
 REGIONS = ('fill', 'tof', 'holes')
 #: Row -> fusion settings besides the label rule's range (see the module docstring).
-ROWS = {'student': {'mode': 'gated', 'min_student_delta1': 0.0},
-        'median': {'mode': 'median', 'min_student_delta1': 0.0},
+ROWS = {'student': {'mode': 'gated', 'min_student_delta1': 0.0, 'ground_tolerance': 0.0},
+        'median': {'mode': 'median', 'min_student_delta1': 0.0, 'ground_tolerance': 0.0},
         'fused': {}}
 _MAX_BLOCKS = 200
 
