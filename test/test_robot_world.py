@@ -70,24 +70,14 @@ def test_the_held_out_part_is_copied_with_its_ground_truth_and_poses(tour, tmp_p
 
 # ------------------------------------------------------------------------------------- record via DDS
 
-def write_frames(root, frames=40, height=24, width=32):
-    """Frame i carries ToF (1000 + i) mm everywhere, so recorded frames can be told apart by content."""
-    rng = np.random.default_rng(1)
-    for i in range(frames):
-        stem = f'{i:06d}'
-        dataset.write_image(root / 'rgb' / f'{stem}.png', rng.integers(0, 256, (height, width, 3), np.uint8))
-        dataset.write_image(root / 'tof' / f'{stem}.png', np.full((height, width), 1000 + i, np.uint16))
-        dataset.write_image(root / 'confidence' / f'{stem}.png', np.full((height, width), 200, np.uint8))
-    dataset.save_camera(root, width=width, height=height, fx=30.0, fy=30.0, cx=15.5, cy=11.5)
-    return root
-
-
 @pytest.mark.dds
 def test_replay_node_recorded_to_a_bag_gives_the_folders_training_data(tmp_path):
     pytest.importorskip('rosbags')
+    from test_replay import write_dataset  # frame i carries ToF (1000 + i) mm: told apart by content
+
     from rc_offline import record
 
-    folder = write_frames(tmp_path / 'data')
+    folder = write_dataset(tmp_path / 'data', frames=40)
     counts = record.record(tmp_path / 'bag', replay=str(folder), rate=10.0, idle_timeout=2.0,
                            log=lambda _: None)
     assert counts['/camera/rgb'] >= 10, f'expected most of 40 frames recorded, got {counts}'
