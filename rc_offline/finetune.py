@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -322,7 +323,9 @@ def run(args) -> int:
     if args.heldout_folder:
         n = fill_eval.write_heldout_folder(args.recording[0], args.heldout_folder, args.holdout)
         print(f'held-out part ({n} frames) copied to {args.heldout_folder}')
-    print(json.dumps(summary))
+    # A figure without pixels (a fill the trust gate withheld everywhere) is null, not NaN: strict JSON.
+    print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                      for k, v in summary.items()}))
     return 0
 
 

@@ -263,7 +263,8 @@ def test_finetune_student_writes_an_exportable_checkpoint_and_scores_it(tmp_path
                           '--steps', '2', '--batch-size', '2', '--miou-frames', '2', '--holdout', '0.3'])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    summary = json.loads(printed.strip().splitlines()[-1])
+    last = printed.strip().splitlines()[-1]
+    summary = json.loads(last, parse_constant=lambda c: pytest.fail(f'{c} in the JSON line, expected null'))
     assert (summary['frames_train'], summary['frames_heldout'], summary['steps']) == (7, 3, 2), summary
     for key in ('0_constant_fill_rmse', '0_before_student_fill_delta1', '0_after_median_tof_absrel',
                 '0_after_fused_fill_coverage', 'miou_after'):
