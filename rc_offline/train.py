@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rc_offline.cli import ArgumentParser, ToolError, UsageError, require, run_tool
 from rc_offline.metrics import ConfusionMatrix, DepthErrors
 from rc_perception.labels import CLASS_NAMES
 from student_trt.metadata import ModelSpec
@@ -336,10 +337,9 @@ def _evaluate_checkpoint(path: str, seed: int, frames: int, workers: int) -> int
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train the demo student (depth + segmentation) on synthetic scenes and save a checkpoint."""
-    parser = argparse.ArgumentParser(prog='train_student', description=main.__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog='train_student', description=main.__doc__,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', default='models/student_demo.pt', help='checkpoint to write')
     parser.add_argument('--steps', type=int, default=3000, help='optimizer steps')
     parser.add_argument('--frames', type=int, default=2000, help='training frames to render')
@@ -360,22 +360,25 @@ def main(argv: list[str] | None = None) -> int:
                         help='train nothing: evaluate CHECKPOINT on --heldout-frames frames of '
                              '--heldout-seed against the constant baseline stored in it (its training '
                              "set's median depth)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the demo student (depth + segmentation) on synthetic scenes and save a checkpoint."""
+    args = build_parser().parse_args(argv)
+    return run_tool('train_student', lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     problems = [f'--{name.replace("_", "-")} must be >= 1' for name in
                 ('steps', 'frames', 'heldout_frames', 'batch_size', 'workers') if getattr(args, name) < 1]
     if args.seed == args.heldout_seed and not args.evaluate:
         problems.append('--seed and --heldout-seed must differ (held-out frames must be unseen)')
     if problems:
-        print(f'train_student: error: {"; ".join(problems)}', file=sys.stderr)
-        return 2
-    try:
-        import torch
-    except ImportError:
-        print('train_student: error: PyTorch is needed for training: pip install torch', file=sys.stderr)
-        return 1
+        raise UsageError('; '.join(problems))
+    torch = require('torch', 'training', 'pip install -r requirements/torch.txt')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
-        print(f'train_student: error: --device {args.device} but torch sees no CUDA device', file=sys.stderr)
-        return 1
+        raise ToolError(f'--device {args.device} but torch sees no CUDA device')
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.evaluate:
@@ -389,32 +392,36 @@ def main(argv: list[str] | None = None) -> int:
     render_seconds = time.perf_counter() - t0
     baseline_depth = float(np.median(data.depth[:, ::4, ::4]))
     print(f'rendered in {render_seconds:.0f} s; training median depth {baseline_depth:.3f} m', flush=True)
-
     model, steps, seconds = train(data, spec, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                   device=args.device, base_channels=args.base_channels, seed=args.seed,
                                   time_limit=args.time_limit, log=lambda s: print(s, flush=True),
                                   progress_stream=sys.stdout)
     results = evaluate(model, heldout, baseline_depth)
     print(_table(results, baseline_depth, args.heldout_frames, args.heldout_seed))
+    _save(args, model, spec, results, baseline_depth, {'steps': steps, 'train_seconds': round(seconds, 1),
+                                                       'render_seconds': round(render_seconds, 1),
+                                                       'torch': str(torch.__version__)})
+    return 0
 
+
+def _save(args: argparse.Namespace, model, spec, results: dict, baseline_depth: float, run: dict) -> None:
+    """The checkpoint with its provenance, one line about it, and the JSON summary."""
     from rc_offline.checkpoint import save_checkpoint
     from rc_offline.model import count_parameters
     extra = {
-        'trained_by': 'rc_offline.train', 'steps': steps, 'batch_size': args.batch_size, 'lr': args.lr,
+        'trained_by': 'rc_offline.train', **run, 'batch_size': args.batch_size, 'lr': args.lr,
         'data_seed': args.seed, 'frames': args.frames, 'heldout_seed': args.heldout_seed,
-        'heldout_frames': args.heldout_frames, 'device': args.device, 'train_seconds': round(seconds, 1),
-        'render_seconds': round(render_seconds, 1), 'torch': str(torch.__version__),
-        'parameters': count_parameters(model),
+        'heldout_frames': args.heldout_frames, 'device': args.device, 'parameters': count_parameters(model),
         'targets': 'depth and labels rendered at 240x320 with scaled intrinsics (scenes.training_sample)',
         'baseline_depth_m': baseline_depth, 'metrics': results,
     }
     save_checkpoint(args.out, model, spec, extra=extra)
     size = Path(args.out).stat().st_size
-    print(f'wrote {args.out} ({size / 1e6:.2f} MB, {steps} steps, {seconds:.0f} s training)')
-    print(json.dumps({'checkpoint': str(args.out), 'bytes': size, 'steps': steps, 'train_seconds': seconds,
-                      'baseline_depth_m': baseline_depth, **{f'{k}_{m}': v for k, r in results.items()
-                                                             for m, v in r.items()}}))
-    return 0
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB, {run['steps']} steps, {run['train_seconds']:.0f} s "
+          'training)')
+    print(json.dumps({'checkpoint': str(args.out), 'bytes': size, 'steps': run['steps'],
+                      'train_seconds': run['train_seconds'], 'baseline_depth_m': baseline_depth,
+                      **{f'{k}_{m}': v for k, r in results.items() for m, v in r.items()}}))
 
 
 if __name__ == '__main__':
