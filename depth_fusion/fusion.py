@@ -428,12 +428,8 @@ class Fuser:
         plane = fit_ground(cols[tof], rows[tof], out.reshape(-1).take(flat)[tof], grid)
         if plane is None:
             return None
-        inverse = plane.inverse_depth(grid, self._buf('ground_inverse', grid, np.float32))
-        student = np.equal(source, SOURCE_STUDENT, out=self._buf('ground_student', grid, bool))
-        scratch = self._buf('ground_ratio', grid, np.float32), self._buf('ground_mask', grid, bool)
-        snapped = snap_to_ground(out, student, inverse, self.config.ground_tolerance, *scratch)
-        return plane, snapped
-
+        snap = kernel.snap_compiled if self.compiled else snap_to_ground
+        return plane, snap(out, source, plane, self.config.ground_tolerance)
 
 def fuse(student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',
          confidence: np.ndarray | None = None, config: FusionConfig | None = None, *,

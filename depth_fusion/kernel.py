@@ -26,7 +26,7 @@ import numpy as np
 from rc_perception.depth import metre_bounds
 
 __all__ = ['COMPILED', 'COMPILE_PROBLEM', 'fuse_compiled', 'fuse_reference', 'hole_scales', 'scale_holes',
-           'tof_reading_ok']
+           'plane_support', 'snap_compiled', 'tof_reading_ok']
 
 POS_MIN, FLT_MAX = metre_bounds()  # float32: a depth d is a reading when POS_MIN <= d <= FLT_MAX
 NAN32 = np.float32(np.nan)
@@ -274,11 +274,35 @@ def _scale_holes(out, source, labels, factors):
     return lost
 
 
-def _compile():
+def _snap_loop(out, source, a, b, c, keep):
+    """``ground.snap_to_ground`` as one pass, the plane's inverse depth computed as ``inverse_depth`` does."""
+    snapped = 0
+    for r in range(out.shape[0]):
+        row_inverse = np.float32(r) * b + c
+        snapped_row = np.int32(0)
+        for col in range(out.shape[1]):
+            inverse = row_inverse + np.float32(col) * a
+            snap = (out[r, col] * inverse >= keep) & (source[r, col] == _STUDENT)
+            out[r, col] = np.float32(1.0) / inverse if snap else out[r, col]
+            snapped_row = np.int32(snapped_row + snap)
+        snapped += snapped_row
+    return snapped
+
+
+def _plane_support(u, v, inv, limit, planes):
+    counts = np.zeros(planes.shape[0], np.int64)
+    for k in range(planes.shape[0]):
+        a, b, c = planes[k, 0], planes[k, 1], planes[k, 2]
+        for i in range(u.size):
+            counts[k] += np.abs(u[i] * a + v[i] * b + c - inv[i]) <= limit[i]
+    return counts
+
+
+def _compile() -> tuple[dict, str]:
     """The compiled entry points (explicit signatures: compiled, or loaded from the cache, at import) and
     what went wrong instead."""
     if _NUMBA_PROBLEM:
-        return None, None, None, _NUMBA_PROBLEM
+        return {}, _NUMBA_PROBLEM
 
     def arr(dtype, dims=2, readonly=True):  # C-contiguous: the layout the compiler vectorizes
         return types.Array(dtype, dims, 'C', readonly=readonly)
@@ -289,18 +313,21 @@ def _compile():
     fuse_sigs = [counts(arr(f32), idx, idx, arr(t), idx, idx, arr(c), c, t, t, f32, f32, f32, i64, out, src)
                  for t in (types.uint16, f32) for c in (u8, types.uint16, f32)]
     labels = arr(types.int32, readonly=False)
-    scale_sig = arr(f64, 1, False)(out, src, arr(f32), idx, idx, f32, f32, labels, i64)
-    apply_sig = i64(out, src, labels, arr(f32, 1))
     try:
-        return (_jit(_fuse_loop, fuse_sigs, fastmath={'reassoc'}),  # reassoc: the AbsRel sum in vectors
-                _jit(_hole_scales, [scale_sig]), _jit(_scale_holes, [apply_sig]), '')
+        return {'fuse': _jit(_fuse_loop, fuse_sigs, fastmath={'reassoc'}),  # reassoc: the AbsRel sums
+                'hole_scales': _jit(_hole_scales, [arr(f64, 1, False)(out, src, arr(f32), idx, idx, f32, f32,
+                                                                      labels, i64)]),
+                'scale_holes': _jit(_scale_holes, [i64(out, src, labels, arr(f32, 1))]),
+                'snap': _jit(_snap_loop, [i64(out, arr(u8), f32, f32, f32, f32)]),
+                'plane_support': _jit(_plane_support, [arr(i64, 1, False)(*[arr(f64, 1)] * 4, arr(f64))])}, ''
     except Exception as exc:  # an odd platform or a numba bug: the numpy rule still works
-        return None, None, None, f'numba could not compile the fusion kernel ({type(exc).__name__}: {exc})'
+        return {}, f'numba could not compile the fusion kernel ({type(exc).__name__}: {exc})'
 
 
-fuse_compiled, _hole_scales_compiled, _scale_holes_compiled, COMPILE_PROBLEM = _compile()
-#: True when the compiled pass is available (else ``fuse_reference`` serves and local alignment is off).
-COMPILED = fuse_compiled is not None
+_COMPILED, COMPILE_PROBLEM = _compile()
+#: True when the compiled passes are available (else ``fuse_reference`` serves and local alignment is off).
+COMPILED = bool(_COMPILED)
+fuse_compiled = _COMPILED.get('fuse')
 
 
 def hole_scales(out: np.ndarray, source: np.ndarray, student: np.ndarray, srow: np.ndarray, scol: np.ndarray,
@@ -310,12 +337,24 @@ def hole_scales(out: np.ndarray, source: np.ndarray, student: np.ndarray, srow: 
     bordering it (4-neighbours of the hole; the student ``float32(d * alpha + beta)`` read through the index
     maps), NaN where fewer than ``min_ring`` such pixels. Fills ``labels`` (int32, 1..n, 0 on valid ToF);
     returns n + 1 scales (index 0 unused). Needs the compiled kernel."""
-    return _hole_scales_compiled(out, source, student, srow, scol, np.float32(alpha), np.float32(beta),
-                                 labels, min_ring)
+    return _COMPILED['hole_scales'](out, source, student, srow, scol, np.float32(alpha), np.float32(beta),
+                                    labels, min_ring)
 
 
 def scale_holes(out: np.ndarray, source: np.ndarray, labels: np.ndarray, factors: np.ndarray) -> int:
     """Multiply the student pixels (source 2) of ``out`` by ``factors[label]`` (float32; ``factors[0]`` must
     exist) in place; those that are no reading afterwards become NaN, source 0. Returns how many did. Needs
     the compiled kernel."""
-    return _scale_holes_compiled(out, source, labels, factors)
+    return _COMPILED['scale_holes'](out, source, labels, factors)
+
+
+def snap_compiled(out: np.ndarray, source: np.ndarray, plane, tolerance: float) -> int:
+    """``ground.snap_to_ground`` compiled (same arguments and result). Needs the compiled kernel."""
+    return _COMPILED['snap'](out, source, np.float32(plane.a), np.float32(plane.b), np.float32(plane.c),
+                             np.float32(1.0 - tolerance))
+
+
+def plane_support(u: np.ndarray, v: np.ndarray, inv: np.ndarray, limit: np.ndarray,
+                  planes: np.ndarray) -> np.ndarray:
+    """``ground.plane_support`` compiled (float64 arrays, C-contiguous). Needs the compiled kernel."""
+    return _COMPILED['plane_support'](u, v, inv, limit, planes)
