@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from pointcloud_xyz import veiling
 from pointcloud_xyz.projection import CameraModel, Rays, backproject
 from pointcloud_xyz.veiling import veiling_points
 from rc_perception.camera import Intrinsics
@@ -78,3 +79,25 @@ def test_backproject_leaves_veiling_points_out_of_both_layouts():
     np.testing.assert_array_equal(dense, organized[0][~dropped])
     everything = backproject(depth, '32FC1', rays)
     assert np.isfinite(everything).all(), 'veiling_angle 0 (the default) drops nothing'
+
+
+@pytest.mark.skipif(not veiling.COMPILED, reason=f'the compiled pass: {veiling.COMPILE_PROBLEM}')
+@pytest.mark.parametrize('distorted', [False, True], ids=['pinhole', 'per-pixel rays'])
+def test_compiled_pass_equals_the_numpy_specification_on_random_inputs(distorted):
+    rng = np.random.default_rng(7 + distorted)
+    h, w = 37, 53
+    # depth steps between planes and ramps, so that every angle occurs; NaN, 0, inf and negatives sprinkled
+    z = rng.choice([0.5, 1.0, 1.02, 3.0], (h, w)).astype(np.float32) * rng.uniform(0.98, 1.3, (h, w))
+    z = z.astype(np.float32)
+    z.flat[rng.integers(0, z.size, z.size // 10)] = rng.choice([np.nan, 0.0, np.inf, -1.0], z.size // 10)
+    rx = np.repeat((np.arange(w, dtype=np.float32)[None, :] - 26.0) / 40.0, h, axis=0)
+    ry = np.repeat((np.arange(h, dtype=np.float32)[:, None] - 18.0) / 40.0, w, axis=1)
+    if distorted:
+        rx, ry = (rx * (1 + 0.1 * rx * rx)).astype(np.float32), (ry * (1 + 0.1 * ry * ry)).astype(np.float32)
+    for angle, window in ((5.0, 2), (20.0, 1), (12.0, 4)):
+        keep = np.isfinite(z) & (z > 0) & (rng.random((h, w)) < 0.9)
+        want = keep & ~veiling_points(np.where(keep, z, np.float32(np.nan)), rx, ry, angle, window)
+        got = keep.copy()
+        veiling.drop_veiling(z, got, rx, ry, angle, window, veiling.scratch((h, w), window))
+        assert np.array_equal(got, want), f'{angle} deg, window {window}: {np.argwhere(got != want)[:5]}'
+        assert 0 < np.count_nonzero(keep & ~want) < np.count_nonzero(keep), 'drop some, not all'
