@@ -18,8 +18,8 @@ height ``h``, meets its rays at ``atan(h / d)`` at distance ``d``, so the filter
 range ``r`` within which the floor must clear the costmap (Nav2's ``raytrace_max_range``).
 
 ``veiling_points`` is the numpy specification; ``drop_veiling`` applies the same test as one compiled pass
-(numba, ``cache=True``, compiled or loaded from the cache at import; the tests compare the two on random
-inputs), and falls back to the specification where numba cannot compile (``COMPILE_PROBLEM`` says why).
+(``pointcloud_xyz.compiled``; the tests compare the two on random inputs), or the specification where numba
+cannot compile.
 """
 
 from __future__ import annotations
@@ -28,14 +28,9 @@ import math
 
 import numpy as np
 
-__all__ = ['COMPILED', 'COMPILE_PROBLEM', 'drop_veiling', 'veiling_points']
+from pointcloud_xyz import compiled
 
-try:
-    import numba
-    _NUMBA_PROBLEM = 'NUMBA_DISABLE_JIT is set' if numba.config.DISABLE_JIT else ''
-except ImportError as exc:
-    _NUMBA_PROBLEM = f'numba cannot be imported ({exc})'
-
+__all__ = ['drop_veiling', 'scratch', 'veiling_points']
 
 def _offsets(window: int) -> list[tuple[int, int]]:
     steps = [k for k in range(-window, window + 1) if k]
@@ -72,60 +67,6 @@ def veiling_points(z: np.ndarray, rx: np.ndarray, ry: np.ndarray, min_angle_deg:
     return out
 
 
-def _veiling_pass(z, keep, rx, ry, cos2, window, points, flags):
-    """``keep`` cleared at its veiling points: the readings' points laid out in rows padded with ``window``
-    NaN columns on each side (``points``: x, y, z; no pair then wraps from one row to the next), then one
-    vector loop over the whole image per neighbour offset, marking ``flags``."""
-    h, w = z.shape
-    pad = max(window, 0)
-    nan = np.float32(np.nan)
-    points[:, :, :pad] = points[:, :, w + pad:] = nan
-    flags[:] = 0
-    for r in range(h):
-        for c in range(w):
-            v = z[r, c] if keep[r, c] else nan  # no reading: NaN, which compares False, no part in a pair
-            points[0, r, c + pad], points[1, r, c + pad] = v * rx[r, c], v * ry[r, c]
-            points[2, r, c + pad] = v
-    px, py, pz, veiling = points[0].ravel(), points[1].ravel(), points[2].ravel(), flags.ravel()
-    for d in range(1, pad + 1):
-        for shift in (-d, d, -d * (w + 2 * pad), d * (w + 2 * pad)):  # along the row, along the column
-            first, second = max(-shift, 0), max(shift, 0)  # provably >= 0: no wraparound code, vectors
-            for k in range(pz.size - first - second):  # point i against point j = i + shift
-                i, j = first + k, second + k
-                dx, dy, dz = px[i] - px[j], py[i] - py[j], pz[i] - pz[j]
-                dot = dx * px[i] + dy * py[i] + dz * pz[i]
-                seg2 = dx * dx + dy * dy + dz * dz
-                norm2 = px[i] * px[i] + py[i] * py[i] + pz[i] * pz[i]
-                veiling[i] = veiling[i] | np.uint8((dz > 0) & (dot > 0) & (dot * dot > cos2 * seg2 * norm2))
-    for r in range(h):
-        for c in range(w):
-            keep[r, c] &= not flags[r, c + pad]
-
-
-def _compile():
-    """The compiled pass (explicit signature: compiled, or loaded from numba's cache, at import) and what
-    went wrong instead."""
-    if _NUMBA_PROBLEM:
-        return None, _NUMBA_PROBLEM
-    f32 = numba.types.Array(numba.float32, 2, 'C', readonly=True)
-    mask = numba.types.Array(numba.boolean, 2, 'C')
-    signature = numba.void(f32, mask, f32, f32, numba.float32, numba.int64,
-                           numba.types.Array(numba.float32, 3, 'C'), numba.types.Array(numba.uint8, 2, 'C'))
-    options = dict(nogil=True, error_model='numpy')
-    try:
-        try:
-            return numba.njit([signature], cache=True, **options)(_veiling_pass), ''
-        except RuntimeError:  # "cannot cache ...: no locator available": no writable cache directory
-            return numba.njit([signature], **options)(_veiling_pass), ''
-    except Exception as exc:  # an odd platform or a numba bug: the numpy version still works
-        return None, f'numba could not compile the veiling filter ({type(exc).__name__}: {exc})'
-
-
-_compiled_pass, COMPILE_PROBLEM = _compile()
-#: True when the compiled pass is available (else ``drop_veiling`` runs ``veiling_points``).
-COMPILED = _compiled_pass is not None
-
-
 def scratch(shape: tuple[int, int], window: int) -> tuple[np.ndarray, np.ndarray]:
     """The arrays ``drop_veiling`` works in for images of ``shape`` (keep them between frames)."""
     padded = (shape[0], shape[1] + 2 * window)
@@ -145,8 +86,8 @@ def drop_veiling(z: np.ndarray, keep: np.ndarray, rx: np.ndarray, ry: np.ndarray
     """
     if min_angle_deg <= 0.0 or window < 1:
         return
-    if _compiled_pass is None:
+    if not compiled.COMPILED:
         veiling = veiling_points(np.where(keep, z, np.float32(np.nan)), rx, ry, min_angle_deg, window)
         np.logical_and(keep, ~veiling, out=keep)
         return
-    _compiled_pass(z, keep, rx, ry, np.float32(math.cos(math.radians(min_angle_deg)) ** 2), window, *work)
+    compiled.veiling(z, keep, rx, ry, np.float32(math.cos(math.radians(min_angle_deg)) ** 2), window, *work)

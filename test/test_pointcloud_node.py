@@ -311,7 +311,7 @@ def test_without_numba_the_veiling_filter_runs_in_numpy_and_says_so(ros_graph):
         code, output = stop_process(proc)
     assert code == 0, output
     warnings = [line for line in output.splitlines() if 'NUMBA_DISABLE_JIT is set' in line]
-    assert len(warnings) == 1 and 'veiling filter runs in numpy' in warnings[0], output
+    assert len(warnings) == 1 and 'the veiling filter and the cloud run in numpy' in warnings[0], output
 
 
 # ------------------------------------------------------------------------------- camera models
