@@ -1,42 +1,23 @@
-"""Confidence-gated ToF / student depth fusion on any pair of grids (pure: no ROS imports).
+"""Confidence-gated ToF / student depth fusion on any pair of grids (pure: no ROS imports; doc/fusion.md).
 
-Per output pixel (the rule itself lives in ``depth_fusion.kernel``):
+Per output pixel (``depth_fusion.kernel`` holds the rule): the **ToF** reading where it is valid (finite,
+> 0 and within ``[range_min, range_max]`` in metres, 16UC1 / mono16 millimetres as ``float32(mm) * 0.001``)
+and, with a confidence image, its confidence ``>= confidence_threshold`` in that image's units; else the
+**student** depth after the correction of ``mode``, unless the trust gate withholds the fill
+(``depth_fusion.trust``); else NaN. The source map says which: 0 none, 1 ToF, 2 student. With
+``ground_tolerance`` > 0 the student's floor is then placed on the ToF's floor plane
+(``depth_fusion.ground``). A valid ToF pixel is never replaced, whatever the correction.
 
-* the **ToF** reading is valid when, in metres, it is finite, > 0 and within ``[range_min, range_max]``
-  (16UC1 / mono16 millimetres convert as ``float32(mm) * 0.001``, so 0 mm is invalid) and, when a
-  confidence image is given, its confidence is ``>= confidence_threshold`` in the confidence image's own
-  units (mono8 / mono16 / 16UC1 integers, or 32FC1; NaN confidence fails);
-* the **student** depth, after the correction of ``mode``, fills the pixels without a valid ToF reading
-  where it is finite and > 0, unless the trust gate withholds the fill (``depth_fusion.trust``);
-* else NaN (never 0.0). The source map says which: 0 none, 1 ToF, 2 student;
-* with ``ground_tolerance`` > 0, the student pixels that lie on or below the floor the valid ToF measures
-  take the floor plane's depth (``depth_fusion.ground``; still source 2: the student said "floor").
+Corrections (``mode``): ``gated`` none; ``affine`` fixed ``alpha * d + beta``; ``median`` the per-frame ratio
+of medians; ``online_affine`` a per-frame robust fit (``calibration.robust_affine_fit``), smoothed, the
+calibrated values where it fails; ``local`` that fit, then each hole (a 4-connected region without a valid
+ToF reading) scaled by the median ToF / student ratio on its valid border (``kernel.hole_scales``; needs the
+compiled kernel). The fits and the floor plane look at ``fit_sample_size`` fixed, seeded pixel positions of
+the output grid; the live accuracy at about as many pixels on evenly spaced rows, inside the fusion pass.
 
-A valid ToF pixel is therefore never replaced by the student, whatever the correction.
-
-Corrections of the student depth (``mode``):
-
-* ``gated``: none; ``affine``: ``alpha * d + beta`` with fixed alpha, beta (parameters or a calibration file);
-* ``median``: per frame, ``median(ToF) / median(student)`` over the pixels where both are valid (at least
-  ``median_min_pixels``, else none);
-* ``online_affine``: per frame, ``calibration.robust_affine_fit`` on those pixels, smoothed over frames
-  (``online_smoothing``); a failed fit contributes the calibrated alpha, beta instead;
-* ``local``: ``online_affine``'s frame fit, then each hole (a 4-connected region without a valid ToF
-  reading) scaled by the median ToF / student ratio over the valid ToF pixels bordering it (at least
-  ``local_min_ring`` of them, else the frame fit). A border is mostly at one depth, where a scale and an
-  offset cannot be told apart: the ratio is the one number it determines well, and a wrong scale is the
-  student's dominant error. Needs the compiled kernel (without numba: the frame fit alone).
-
-``median``, ``online_affine``, ``local`` and the live accuracy look at ``fit_sample_size`` pixel positions
-of the output grid, drawn once per grid size (seeded): two numbers from a few thousand pixels are as good as
-from 300,000, at a fraction of the cost; their pixel counts count pixels among those positions.
-
-Grids: the output grid is the student's (``output_grid='student'``) or the ToF's (``'tof'``); the other
-image is sampled by nearest neighbour on ``rc_perception.camera.axis_map``'s convention (any sizes and
-aspects; a whole-factor decimation takes existing pixels, so a ToF pixel back-projects to the same 3-D point
-on the decimated grid as at full resolution). Nothing is interpolated, so no invalid pixel is blended in.
-
-``Fuser`` keeps its output arrays between frames: a result's arrays are overwritten by the next call.
+Grids: the output grid is the student's (``output_grid='student'``) or the ToF's; the other image is read by
+nearest neighbour on ``rc_perception.camera.axis_map``'s convention (any sizes and aspects; nothing is
+interpolated). ``Fuser`` keeps its output arrays between frames: the next call overwrites a result's arrays.
 """
 
 from __future__ import annotations
@@ -66,6 +47,7 @@ _NAN_IMAGE = np.full((1, 1), np.nan, np.float32)  # stands in for a missing imag
 _NAN_IMAGE.flags.writeable = False
 # (lo, hi, tscale, cthr) of a missing ToF (the NaN stand-in, zero confidence): lo > hi, none passes
 _NO_RULE = (np.float32(1.0), np.float32(0.0), np.float32(1.0), np.uint8(0))
+
 
 @dataclass(frozen=True)
 class FusionConfig:
@@ -180,8 +162,7 @@ def _mm_bounds(range_min: float, range_max: float) -> tuple[int, int]:
 
 
 def _tof_rule(tof: np.ndarray, encoding: str, confidence: np.ndarray | None, cfg) -> tuple:
-    """(lo, hi, tscale, cthr) of ``kernel``'s rule for this ToF, the bounds in the ToF's dtype and the
-    threshold in the confidence's; checks dtypes and sizes."""
+    """(lo, hi, tscale, cthr) of ``kernel``'s rule for this ToF; checks dtypes and sizes."""
     if tof.ndim != 2:
         raise ValueError(f'ToF depth must be 2-D (H, W), got shape {tof.shape}')
     if encoding not in DEPTH_ENCODINGS:
@@ -190,25 +171,33 @@ def _tof_rule(tof: np.ndarray, encoding: str, confidence: np.ndarray | None, cfg
     want = np.dtype(np.uint16 if encoding in MM_ENCODINGS else np.float32)
     if tof.dtype != want:  # native byte order too
         raise ValueError(f"ToF encoding '{encoding}' needs {want} (native byte order), got {tof.dtype}")
-    if encoding in MM_ENCODINGS:
-        (lo, hi), tscale = _mm_bounds(cfg.range_min, cfg.range_max), MM_TO_M
-    else:
-        (lo, hi), tscale = metre_bounds(cfg.range_min, cfg.range_max), np.float32(1.0)
-    if confidence is None:
-        return tof.dtype.type(lo), tof.dtype.type(hi), tscale, np.uint8(0)  # the stand-in zeros pass 0
-    if confidence.shape != tof.shape:
+    if confidence is not None and confidence.shape != tof.shape:
         raise ValueError(f'confidence image is {_size(confidence.shape)} and its ToF depth '
                          f'{_size(tof.shape)}: they must be the same size')
-    if confidence.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)):
+    if confidence is not None and confidence.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16),
+                                                           np.dtype(np.float32)):
         raise ValueError(f'confidence image must be uint8, uint16 or float32, got {confidence.dtype}')
-    threshold = cfg.confidence_threshold
-    if confidence.dtype.kind == 'f':
+    return _rule(want, None if confidence is None else confidence.dtype, cfg.range_min, cfg.range_max,
+                 cfg.confidence_threshold)
+
+
+@lru_cache(maxsize=32)
+def _rule(tof_dtype: np.dtype, confidence_dtype: np.dtype | None, range_min: float, range_max: float,
+          threshold: float) -> tuple:
+    """The rule's bounds in the ToF's dtype and its threshold in the confidence's (compared there exactly)."""
+    if tof_dtype.kind == 'u':
+        (lo, hi), tscale = _mm_bounds(range_min, range_max), MM_TO_M
+    else:
+        (lo, hi), tscale = metre_bounds(range_min, range_max), np.float32(1.0)
+    if confidence_dtype is None:
+        cthr = np.uint8(0)  # the stand-in zeros pass 0
+    elif confidence_dtype.kind == 'f':
         cthr = np.float32(threshold)
-    elif threshold <= np.iinfo(confidence.dtype).max:  # an integer passes where it passes the ceiling
-        cthr = confidence.dtype.type(max(math.ceil(threshold), 0))
+    elif threshold <= np.iinfo(confidence_dtype).max:  # an integer passes where it passes the ceiling
+        cthr = confidence_dtype.type(max(math.ceil(threshold), 0))
     else:                                                # above every integer (or NaN): none passes
-        lo, hi, cthr = 1, 0, confidence.dtype.type(0)
-    return tof.dtype.type(lo), tof.dtype.type(hi), tscale, cthr
+        lo, hi, cthr = 1, 0, confidence_dtype.type(0)
+    return tof_dtype.type(lo), tof_dtype.type(hi), tscale, cthr
 
 
 def _size(shape) -> str:
@@ -357,8 +346,8 @@ class Fuser:
         with the hole counts, and how many student pixels stopped being readings."""
         student, (srow, scol) = inputs[:2]
         labels = self._buf('labels', out.shape, np.int32)
-        scales = kernel.hole_scales(out, source, student, srow, scol, corr.alpha, corr.beta, labels,
-                                    self.config.local_min_ring)
+        scales = kernel.hole_scales(out, source, student, srow, scol, np.float32(corr.alpha),
+                                    np.float32(corr.beta), labels, self.config.local_min_ring)
         alphas = scales * corr.alpha
         ok = np.isfinite(alphas) & (alphas >= ALPHA_RANGE[0]) & (alphas <= ALPHA_RANGE[1])
         lost = kernel.scale_holes(out, source, labels, np.where(ok, scales, 1.0).astype(np.float32))

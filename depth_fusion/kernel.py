@@ -14,9 +14,10 @@ On the rows ``r % step == step // 2`` the pass also measures the student against
 accuracy): the pixels with both, those within a factor 1.25 (delta1: ``d - t < t / 4`` and ``t - d < d / 4``,
 exact in float32) and the sum of ``|d - t| / t``.
 
-A missing image is a 1 x 1 stand-in that never passes (``depth_fusion.fusion`` makes them: a NaN student, a
-ToF with ``lo > hi``). ``fuse_reference`` is the executable specification (the tests compare the compiled
-pass with it on random inputs). ``hole_scales`` and ``scale_holes`` (local alignment) exist compiled only.
+A missing image is a 1 x 1 stand-in that never passes (a NaN student, a ToF with ``lo > hi``).
+``fuse_reference`` is the executable specification (the tests compare the compiled pass with it on random
+inputs); the floor plane's passes have theirs in ``depth_fusion.ground``; local alignment
+(``hole_scales``, ``scale_holes``) exists compiled only. Without numba the compiled names are None.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import numpy as np
 
 from rc_perception.depth import metre_bounds
 
-__all__ = ['COMPILED', 'COMPILE_PROBLEM', 'fuse_compiled', 'fuse_reference', 'hole_scales', 'scale_holes',
-           'plane_support', 'snap_compiled', 'tof_reading_ok']
+__all__ = ['COMPILED', 'COMPILE_PROBLEM', 'fuse_compiled', 'fuse_reference', 'hole_scales', 'plane_support',
+           'scale_holes', 'snap_compiled', 'tof_reading_ok']
 
 POS_MIN, FLT_MAX = metre_bounds()  # float32: a depth d is a reading when POS_MIN <= d <= FLT_MAX
 NAN32 = np.float32(np.nan)
@@ -212,8 +213,11 @@ def _label_holes(source, labels, pix, lab):
 
 
 def _hole_scales(out, source, student, srow, scol, alpha, beta, labels, min_ring):
-    """Label the holes, then per hole the median ToF / student ratio over its border (see ``hole_scales``);
-    NaN where fewer than ``min_ring`` border pixels. Index 0 is unused."""
+    """Local alignment's scale of each hole (a 4-connected region without a valid ToF reading) of a fused
+    frame (``out``, ``source``): the median of ToF / corrected student depth over the valid ToF pixels
+    bordering it (the student ``d * alpha + beta``, float32, read through the index maps), NaN where fewer
+    than ``min_ring`` such pixels. Fills ``labels`` (1..n, 0 on valid ToF); returns n + 1 scales (index 0
+    unused)."""
     h, w = labels.shape
     pix, lab = np.empty(2 * h * w, np.int32), np.empty(2 * h * w, np.int32)
     n, k = _label_holes(source, labels, pix, lab)
@@ -250,7 +254,9 @@ def _hole_scales(out, source, student, srow, scol, alpha, beta, labels, min_ring
 
 
 def _scale_holes(out, source, labels, factors):
-    """``scale_holes``: each row's factors gathered first, so that the update runs as one vector loop."""
+    """Multiply the student pixels (source 2) of ``out`` by ``factors[label]`` in place (each row's factors
+    gathered first: the update runs as one vector loop); those that are no reading afterwards become NaN,
+    source 0. Returns how many did."""
     w = out.shape[1]
     row_factors = np.empty(w, np.float32)
     lost = 0
@@ -290,6 +296,7 @@ def _snap_loop(out, source, a, b, c, keep):
 
 
 def _plane_support(u, v, inv, limit, planes):
+    """``ground.plane_support`` compiled."""
     counts = np.zeros(planes.shape[0], np.int64)
     for k in range(planes.shape[0]):
         a, b, c = planes[k, 0], planes[k, 1], planes[k, 2]
@@ -327,34 +334,11 @@ def _compile() -> tuple[dict, str]:
 _COMPILED, COMPILE_PROBLEM = _compile()
 #: True when the compiled passes are available (else ``fuse_reference`` serves and local alignment is off).
 COMPILED = bool(_COMPILED)
-fuse_compiled = _COMPILED.get('fuse')
-
-
-def hole_scales(out: np.ndarray, source: np.ndarray, student: np.ndarray, srow: np.ndarray, scol: np.ndarray,
-                alpha: float, beta: float, labels: np.ndarray, min_ring: int) -> np.ndarray:
-    """Local alignment's scale of each hole (a 4-connected region without a valid ToF reading) of a fused
-    frame (``out``, ``source``): the median of ToF / corrected student depth over the valid ToF pixels
-    bordering it (4-neighbours of the hole; the student ``float32(d * alpha + beta)`` read through the index
-    maps), NaN where fewer than ``min_ring`` such pixels. Fills ``labels`` (int32, 1..n, 0 on valid ToF);
-    returns n + 1 scales (index 0 unused). Needs the compiled kernel."""
-    return _COMPILED['hole_scales'](out, source, student, srow, scol, np.float32(alpha), np.float32(beta),
-                                    labels, min_ring)
-
-
-def scale_holes(out: np.ndarray, source: np.ndarray, labels: np.ndarray, factors: np.ndarray) -> int:
-    """Multiply the student pixels (source 2) of ``out`` by ``factors[label]`` (float32; ``factors[0]`` must
-    exist) in place; those that are no reading afterwards become NaN, source 0. Returns how many did. Needs
-    the compiled kernel."""
-    return _COMPILED['scale_holes'](out, source, labels, factors)
+fuse_compiled, hole_scales, scale_holes, plane_support = (_COMPILED.get(name) for name in (
+    'fuse', 'hole_scales', 'scale_holes', 'plane_support'))
 
 
 def snap_compiled(out: np.ndarray, source: np.ndarray, plane, tolerance: float) -> int:
-    """``ground.snap_to_ground`` compiled (same arguments and result). Needs the compiled kernel."""
+    """``ground.snap_to_ground`` compiled (same arguments and result)."""
     return _COMPILED['snap'](out, source, np.float32(plane.a), np.float32(plane.b), np.float32(plane.c),
                              np.float32(1.0 - tolerance))
-
-
-def plane_support(u: np.ndarray, v: np.ndarray, inv: np.ndarray, limit: np.ndarray,
-                  planes: np.ndarray) -> np.ndarray:
-    """``ground.plane_support`` compiled (float64 arrays, C-contiguous). Needs the compiled kernel."""
-    return _COMPILED['plane_support'](u, v, inv, limit, planes)

@@ -379,7 +379,7 @@ def hole_scales(tof_ok, tof_m, student, labels, min_ring):
     source = np.where(tof_ok, SOURCE_TOF, SOURCE_STUDENT).astype(np.uint8)
     out = np.where(tof_ok, tof_m, student).astype(np.float32)
     maps = _index_map(*tof_ok.shape[:1] * 2), _index_map(*tof_ok.shape[1:] * 2)
-    return kernel.hole_scales(out, source, student, *maps, 1.0, 0.0, labels, min_ring)
+    return kernel.hole_scales(out, source, student, *maps, F32(1.0), F32(0.0), labels, min_ring)
 
 
 def test_hole_labels_and_border_ratios_by_hand():
