@@ -32,9 +32,10 @@ from pointcloud_xyz import compiled
 
 __all__ = ['drop_veiling', 'scratch', 'veiling_points']
 
-def _offsets(window: int) -> list[tuple[int, int]]:
-    steps = [k for k in range(-window, window + 1) if k]
-    return [(0, k) for k in steps] + [(k, 0) for k in steps]
+def _offsets(window: int, h: int, w: int) -> list[tuple[int, int]]:
+    """The neighbour offsets along the row and the column that fit in an h x w image."""
+    return [(0, k) for k in range(-window, window + 1) if 0 < abs(k) < w] + \
+        [(k, 0) for k in range(-window, window + 1) if 0 < abs(k) < h]
 
 
 def veiling_points(z: np.ndarray, rx: np.ndarray, ry: np.ndarray, min_angle_deg: float, window: int,
@@ -57,7 +58,7 @@ def veiling_points(z: np.ndarray, rx: np.ndarray, ry: np.ndarray, min_angle_deg:
     cos2 = np.float32(math.cos(math.radians(min_angle_deg)) ** 2)
     h, w = z.shape
     with np.errstate(invalid='ignore'):   # NaN (no reading) compares False: neither side of a pair
-        for dr, dc in _offsets(window):
+        for dr, dc in _offsets(window, h, w):
             here = (slice(max(-dr, 0), h - max(dr, 0)), slice(max(-dc, 0), w - max(dc, 0)))
             there = (slice(max(dr, 0), h - max(-dr, 0)), slice(max(dc, 0), w - max(-dc, 0)))
             dx, dy, dz = px[here] - px[there], py[here] - py[there], z[here] - z[there]

@@ -120,3 +120,17 @@ def test_backproject_gives_the_same_cloud_compiled_and_in_numpy(monkeypatch, org
     assert got.shape == want.shape and np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
         f'{np.count_nonzero(got.view(np.uint32) != want.view(np.uint32))} coordinates differ'
     assert 0 < np.count_nonzero(np.isfinite(want[..., 2])) < depth.size, 'some readings, not all'
+
+
+@pytest.mark.parametrize('column', [False, True], ids=['one row', 'one column'])
+def test_an_image_smaller_than_the_window(column):
+    # Three readings along one line of sight's neighbourhood: 1 m, then 1.6 m and 3 m right behind it.
+    z = np.array([[1.0, 1.6, 3.0]], np.float32)
+    rays = np.array([[0.0, 0.005, 0.01]], np.float32), np.zeros((1, 3), np.float32)
+    if column:
+        z, rays = z.T.copy(), (rays[1].T.copy(), rays[0].T.copy())
+    expected = np.array([False, True, True]).reshape(z.shape)
+    np.testing.assert_array_equal(veiling_points(z, *rays, 5.0, 8), expected)
+    keep = np.ones(z.shape, bool)
+    veiling.drop_veiling(z, keep, *rays, 5.0, 8, veiling.scratch(z.shape, 8))
+    np.testing.assert_array_equal(keep, ~expected)
