@@ -420,6 +420,7 @@ class Fuser:
         snap = kernel.snap_compiled if self.compiled else snap_to_ground
         return plane, snap(out, source, plane, self.config.ground_tolerance)
 
+
 def fuse(student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',
          confidence: np.ndarray | None = None, config: FusionConfig | None = None, *,
          shape: tuple[int, int] | None = None) -> FusionResult:

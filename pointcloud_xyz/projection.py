@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pointcloud_xyz import compiled, veiling
+from pointcloud_xyz import kernel, veiling
 from pointcloud_xyz.distortion import Distortion
 from rc_perception.camera import Intrinsics
 from rc_perception.depth import MM_ENCODINGS, MM_TO_M, metre_bounds
@@ -188,8 +188,8 @@ def backproject(depth: np.ndarray, encoding: str, rays: Rays, *, range_min: floa
     if not organized:
         return _gather(z, keep, rays, out)
     points = out(rays.shape + (3,))
-    if compiled.COMPILED:  # one pass instead of four strided ones
-        compiled.organize(z, keep, *rays.full(), points)
+    if kernel.COMPILED:  # one pass instead of four strided ones
+        kernel.organize(z, keep, *rays.full(), points)
         return points
     pz = points[:, :, 2]
     pz.fill(np.nan)

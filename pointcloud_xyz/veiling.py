@@ -18,7 +18,7 @@ height ``h``, meets its rays at ``atan(h / d)`` at distance ``d``, so the filter
 range ``r`` within which the floor must clear the costmap (Nav2's ``raytrace_max_range``).
 
 ``veiling_points`` is the numpy specification; ``drop_veiling`` applies the same test as one compiled pass
-(``pointcloud_xyz.compiled``; the tests compare the two on random inputs), or the specification where numba
+(``pointcloud_xyz.kernel``; the tests compare the two on random inputs), or the specification where numba
 cannot compile.
 """
 
@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from pointcloud_xyz import compiled
+from pointcloud_xyz import kernel
 
 __all__ = ['drop_veiling', 'scratch', 'veiling_points']
 
@@ -87,8 +87,8 @@ def drop_veiling(z: np.ndarray, keep: np.ndarray, rx: np.ndarray, ry: np.ndarray
     """
     if min_angle_deg <= 0.0 or window < 1:
         return
-    if not compiled.COMPILED:
+    if not kernel.COMPILED:
         veiling = veiling_points(np.where(keep, z, np.float32(np.nan)), rx, ry, min_angle_deg, window)
         np.logical_and(keep, ~veiling, out=keep)
         return
-    compiled.veiling(z, keep, rx, ry, np.float32(math.cos(math.radians(min_angle_deg)) ** 2), window, *work)
+    kernel.veiling(z, keep, rx, ry, np.float32(math.cos(math.radians(min_angle_deg)) ** 2), window, *work)

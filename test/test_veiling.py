@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from pointcloud_xyz import compiled, veiling
+from pointcloud_xyz import kernel, veiling
 from pointcloud_xyz.projection import CameraModel, Rays, backproject
 from pointcloud_xyz.veiling import veiling_points
 from rc_perception.camera import Intrinsics
@@ -81,7 +81,7 @@ def test_backproject_leaves_veiling_points_out_of_both_layouts():
     assert np.isfinite(everything).all(), 'veiling_angle 0 (the default) drops nothing'
 
 
-@pytest.mark.skipif(not compiled.COMPILED, reason=f'the compiled passes: {compiled.COMPILE_PROBLEM}')
+@pytest.mark.skipif(not kernel.COMPILED, reason=f'the compiled passes: {kernel.COMPILE_PROBLEM}')
 @pytest.mark.parametrize('distorted', [False, True], ids=['pinhole', 'per-pixel rays'])
 def test_compiled_pass_equals_the_numpy_specification_on_random_inputs(distorted):
     rng = np.random.default_rng(7 + distorted)
@@ -103,7 +103,7 @@ def test_compiled_pass_equals_the_numpy_specification_on_random_inputs(distorted
         assert 0 < np.count_nonzero(keep & ~want) < np.count_nonzero(keep), 'drop some, not all'
 
 
-@pytest.mark.skipif(not compiled.COMPILED, reason=f'the compiled passes: {compiled.COMPILE_PROBLEM}')
+@pytest.mark.skipif(not kernel.COMPILED, reason=f'the compiled passes: {kernel.COMPILE_PROBLEM}')
 @pytest.mark.parametrize('organized', [True, False], ids=['organized', 'dense'])
 def test_backproject_gives_the_same_cloud_compiled_and_in_numpy(monkeypatch, organized):
     rng = np.random.default_rng(11)
@@ -113,7 +113,7 @@ def test_backproject_gives_the_same_cloud_compiled_and_in_numpy(monkeypatch, org
     rays = Rays(CameraModel(Intrinsics(35.0, 36.0, 19.5, 14.5)), 40, 30)
     clouds = []
     for numba_on in (True, False):
-        monkeypatch.setattr(compiled, 'COMPILED', numba_on)
+        monkeypatch.setattr(kernel, 'COMPILED', numba_on)
         clouds.append(backproject(depth, '32FC1', rays, range_min=0.05, range_max=10.0, organized=organized,
                                   veiling_angle=5.0, veiling_window=2))
     got, want = clouds
