@@ -1,48 +1,29 @@
-"""Confidence-gated ToF / student depth fusion on any pair of grids (pure: no ROS imports).
+"""Confidence-gated ToF / student depth fusion on any pair of grids (pure: no ROS imports; doc/fusion.md).
 
-Per output pixel (the rule itself lives in ``depth_fusion.kernel``):
+Per output pixel (``depth_fusion.kernel`` holds the rule): the **ToF** reading where it is valid (finite,
+> 0 and within ``[range_min, range_max]`` in metres, 16UC1 / mono16 millimetres as ``float32(mm) * 0.001``)
+and, with a confidence image, its confidence ``>= confidence_threshold`` in that image's units; else the
+**student** depth after the correction of ``mode``, unless the trust gate withholds the fill
+(``depth_fusion.trust``); else NaN. The source map says which: 0 none, 1 ToF, 2 student. With
+``ground_tolerance`` > 0 the student's floor is then placed on the ToF's floor plane
+(``depth_fusion.ground``). A valid ToF pixel is never replaced, whatever the correction.
 
-* the **ToF** reading is valid when, in metres, it is finite, > 0 and within ``[range_min, range_max]``
-  (16UC1 / mono16 millimetres convert as ``float32(mm) * 0.001``, so 0 mm is invalid) and, when a
-  confidence image is given, its confidence is ``>= confidence_threshold`` in the confidence image's own
-  units (mono8 / mono16 / 16UC1 integers, or 32FC1; NaN confidence fails);
-* the **student** depth, after the correction of ``mode``, fills the pixels without a valid ToF reading
-  where it is finite and > 0, unless the trust gate withholds the fill (``depth_fusion.trust``);
-* else NaN (never 0.0). The source map says which: 0 none, 1 ToF, 2 student;
-* with ``ground_tolerance`` > 0, the student pixels that lie on or below the floor the valid ToF measures
-  take the floor plane's depth (``depth_fusion.ground``; still source 2: the student said "floor").
+Corrections (``mode``): ``gated`` none; ``affine`` fixed ``alpha * d + beta``; ``median`` the per-frame ratio
+of medians; ``online_affine`` a per-frame robust fit (``calibration.robust_affine_fit``), smoothed, the
+calibrated values where it fails; ``local`` that fit, then each hole (a 4-connected region without a valid
+ToF reading) scaled by the median ToF / student ratio on its valid border (``kernel.hole_scales``; needs the
+compiled kernel). The fits and the floor plane look at ``fit_sample_size`` fixed, seeded pixel positions of
+the output grid; the live accuracy at about as many pixels on evenly spaced rows, inside the fusion pass.
 
-A valid ToF pixel is therefore never replaced by the student, whatever the correction.
-
-Corrections of the student depth (``mode``):
-
-* ``gated``: none; ``affine``: ``alpha * d + beta`` with fixed alpha, beta (parameters or a calibration file);
-* ``median``: per frame, ``median(ToF) / median(student)`` over the pixels where both are valid (at least
-  ``median_min_pixels``, else none);
-* ``online_affine``: per frame, ``calibration.robust_affine_fit`` on those pixels, smoothed over frames
-  (``online_smoothing``); a failed fit contributes the calibrated alpha, beta instead;
-* ``local``: ``online_affine``'s frame fit, then each hole (a 4-connected region without a valid ToF
-  reading) scaled by the median ToF / student ratio over the valid ToF pixels bordering it (at least
-  ``local_min_ring`` of them, else the frame fit). A border is mostly at one depth, where a scale and an
-  offset cannot be told apart: the ratio is the one number it determines well, and a wrong scale is the
-  student's dominant error. Needs the compiled kernel (without numba: the frame fit alone).
-
-``median``, ``online_affine``, ``local`` and the live accuracy look at ``fit_sample_size`` pixel positions
-of the output grid, drawn once per grid size (seeded): two numbers from a few thousand pixels are as good as
-from 300,000, at a fraction of the cost; their pixel counts count pixels among those positions.
-
-Grids: the output grid is the student's (``output_grid='student'``) or the ToF's (``'tof'``); the other
-image is sampled by nearest neighbour on ``rc_perception.camera.axis_map``'s convention (any sizes and
-aspects; a whole-factor decimation takes existing pixels, so a ToF pixel back-projects to the same 3-D point
-on the decimated grid as at full resolution). Nothing is interpolated, so no invalid pixel is blended in.
-
-``Fuser`` keeps its output arrays between frames: a result's arrays are overwritten by the next call.
+Grids: the output grid is the student's (``output_grid='student'``) or the ToF's; the other image is read by
+nearest neighbour on ``rc_perception.camera.axis_map``'s convention (any sizes and aspects; nothing is
+interpolated). ``Fuser`` keeps its output arrays between frames: the next call overwrites a result's arrays.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
 import numpy as np
@@ -50,7 +31,7 @@ import numpy as np
 from depth_fusion import kernel
 from depth_fusion.calibration import ALPHA_RANGE, BETA_RANGE, median_scale, robust_affine_fit
 from depth_fusion.ground import GroundPlane, fit_ground, snap_to_ground
-from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict, measure_accuracy
+from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict
 from rc_perception.camera import axis_map
 from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_TO_M, metre_bounds
 
@@ -61,12 +42,12 @@ MODES = ('gated', 'affine', 'median', 'online_affine', 'local')
 OUTPUT_GRIDS = ('student', 'tof')
 SOURCE_NONE, SOURCE_TOF, SOURCE_STUDENT = 0, 1, 2
 CONFIDENCE_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
-SAMPLE_SEED = 0  # seed of the pixel positions the fits and the accuracy look at
+SAMPLE_SEED = 0  # seed of the pixel positions the fits and the floor plane look at
 _NAN_IMAGE = np.full((1, 1), np.nan, np.float32)  # stands in for a missing image: never a reading
-_ZERO_U8 = np.zeros((1, 1), np.uint8)
-_NO_RULE = (1.0, 0.0, np.float32(1.0), 0.0)  # (lo, hi, tscale, cthr) of a missing ToF: lo > hi, none passes
-for _a in (_NAN_IMAGE, _ZERO_U8):
-    _a.flags.writeable = False
+_NAN_IMAGE.flags.writeable = False
+# (lo, hi, tscale, cthr) of a missing ToF (the NaN stand-in, zero confidence): lo > hi, none passes
+_NO_RULE = (np.float32(1.0), np.float32(0.0), np.float32(1.0), np.uint8(0))
+
 
 @dataclass(frozen=True)
 class FusionConfig:
@@ -166,6 +147,10 @@ class FusionResult:
     ground_pixels: int = 0
 
 
+_NO_STUDENT = (Correction(1.0, 0.0, 'none', 'no student depth'), None,
+               Verdict(True, 'no student depth', None, None, False))
+
+
 @lru_cache(maxsize=32)
 def _mm_bounds(range_min: float, range_max: float) -> tuple[int, int]:
     """Integer millimetre bounds equivalent to testing ``float32(mm) * MM_TO_M`` against ``metre_bounds``
@@ -186,21 +171,33 @@ def _tof_rule(tof: np.ndarray, encoding: str, confidence: np.ndarray | None, cfg
     want = np.dtype(np.uint16 if encoding in MM_ENCODINGS else np.float32)
     if tof.dtype != want:  # native byte order too
         raise ValueError(f"ToF encoding '{encoding}' needs {want} (native byte order), got {tof.dtype}")
-    if confidence is not None:
-        if confidence.shape != tof.shape:
-            raise ValueError(f'confidence image is {_size(confidence.shape)} and its ToF depth '
-                             f'{_size(tof.shape)}: they must be the same size')
-        if confidence.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)):
-            raise ValueError(f'confidence image must be uint8, uint16 or float32, got {confidence.dtype}')
-    threshold = cfg.confidence_threshold
-    # An integer confidence compares exactly with the threshold in float64; a float32 one, as float32;
-    # without one, the stand-in zeros (_no_confidence) pass 0.
-    cthr = 0.0 if confidence is None else float(np.float32(threshold)) if confidence.dtype.kind == 'f' \
-        else float(threshold)
-    if encoding in MM_ENCODINGS:
-        return (*_mm_bounds(cfg.range_min, cfg.range_max), MM_TO_M, cthr)
-    lo, hi = metre_bounds(cfg.range_min, cfg.range_max)
-    return float(lo), float(hi), np.float32(1.0), cthr
+    if confidence is not None and confidence.shape != tof.shape:
+        raise ValueError(f'confidence image is {_size(confidence.shape)} and its ToF depth '
+                         f'{_size(tof.shape)}: they must be the same size')
+    if confidence is not None and confidence.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16),
+                                                           np.dtype(np.float32)):
+        raise ValueError(f'confidence image must be uint8, uint16 or float32, got {confidence.dtype}')
+    return _rule(want, None if confidence is None else confidence.dtype, cfg.range_min, cfg.range_max,
+                 cfg.confidence_threshold)
+
+
+@lru_cache(maxsize=32)
+def _rule(tof_dtype: np.dtype, confidence_dtype: np.dtype | None, range_min: float, range_max: float,
+          threshold: float) -> tuple:
+    """The rule's bounds in the ToF's dtype and its threshold in the confidence's (compared there exactly)."""
+    if tof_dtype.kind == 'u':
+        (lo, hi), tscale = _mm_bounds(range_min, range_max), MM_TO_M
+    else:
+        (lo, hi), tscale = metre_bounds(range_min, range_max), np.float32(1.0)
+    if confidence_dtype is None:
+        cthr = np.uint8(0)  # the stand-in zeros pass 0
+    elif confidence_dtype.kind == 'f':
+        cthr = np.float32(threshold)
+    elif threshold <= np.iinfo(confidence_dtype).max:  # an integer passes where it passes the ceiling
+        cthr = confidence_dtype.type(max(math.ceil(threshold), 0))
+    else:                                                # above every integer (or NaN): none passes
+        lo, hi, cthr = 1, 0, confidence_dtype.type(0)
+    return tof_dtype.type(lo), tof_dtype.type(hi), tscale, cthr
 
 
 def _size(shape) -> str:
@@ -240,28 +237,30 @@ def _sample_positions(grid: tuple[int, int], n: int) -> tuple[np.ndarray, np.nda
     return np.divmod(flat, grid[1])
 
 
-@lru_cache(maxsize=8)
-def _no_index(grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Index maps that read pixel (0, 0) of a stand-in for every output pixel."""
-    maps = np.zeros(grid[0], np.int64), np.zeros(grid[1], np.int64)
-    for m in maps:
-        m.flags.writeable = False
-    return maps
-
-
-@lru_cache(maxsize=4)
-def _no_confidence(shape: tuple[int, int]) -> np.ndarray:
-    """The confidence of a ToF without one: zeros, which pass the threshold 0 of ``_tof_rule``."""
-    zeros = np.zeros(shape, np.uint8)
-    zeros.flags.writeable = False
-    return zeros
-
-
 @lru_cache(maxsize=16)
 def _sample_index(shape: tuple[int, int], grid: tuple[int, int], n: int) -> np.ndarray:
     """Flat indices into an image of ``shape`` of the sampled positions of the output grid."""
     rows, cols = _sample_positions(grid, n)
     return _index_map(shape[0], grid[0])[rows] * shape[1] + _index_map(shape[1], grid[1])[cols]
+
+
+@lru_cache(maxsize=16)
+def _accuracy_rows(grid: tuple[int, int], n: int) -> tuple[int, int]:
+    """(step, pixels): the live accuracy looks at every step-th row of the grid (``kernel``), the step the
+    largest that still gives about ``n`` pixels (every row for n = 0), that many pixels in all."""
+    step = min(max(grid[0] * grid[1] // n, 1), grid[0]) if n else 1
+    return step, len(range(step // 2, grid[0], step)) * grid[1]
+
+
+@lru_cache(maxsize=8)
+def _stand_ins(grid: tuple[int, int], tof_shape: tuple[int, int] | None) -> tuple:
+    """Index maps that read pixel (0, 0) of a 1 x 1 stand-in for every output pixel, and the confidence of
+    a ToF without one: zeros, which pass the threshold 0 of ``_tof_rule``."""
+    arrays = (np.zeros(grid[0], np.int64), np.zeros(grid[1], np.int64),
+              np.zeros(tof_shape or (1, 1), np.uint8))
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 def _reading(d: np.ndarray) -> np.ndarray:
@@ -301,29 +300,31 @@ class Fuser:
             arr = self._bufs[name] = np.empty(shape, dtype)
         return arr
 
-    def _kernel(self, inputs: tuple, alpha, beta, fill: bool, out, source) -> tuple[int, int]:
+    def _kernel(self, inputs: tuple, alpha, beta, step: int, out, source) -> tuple:
         student, smap, tof, tmap, conf, (lo, hi, tscale, cthr) = inputs
         run = kernel.fuse_compiled if self.compiled else kernel.fuse_reference
         return run(student, *smap, tof, *tmap, conf, cthr, lo, hi, tscale, np.float32(alpha),
-                   np.float32(beta), fill, out, source)
+                   np.float32(beta), step, out, source)
 
-    def _sampled(self, inputs: tuple, grid: tuple[int, int]):
-        """Student depth, ToF metres and ToF validity at the sampled positions."""
+    def _sampled(self, inputs: tuple, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Student and ToF depths (float64 metres) at the sampled positions where both are valid."""
         student, _, tof, _, conf, (lo, hi, tscale, cthr) = inputs
         n = self.config.fit_sample_size
         x = student.reshape(-1).take(_sample_index(student.shape, grid, n))
         at_tof = _sample_index(tof.shape, grid, n)
         t = tof.reshape(-1).take(at_tof)
-        ok = kernel.tof_reading_ok(t, conf.reshape(-1).take(at_tof), lo, hi, cthr)
-        return x, t.astype(np.float32) * tscale, ok
+        both = kernel.tof_reading_ok(t, conf.reshape(-1).take(at_tof), lo, hi, cthr) & _reading(x)
+        return x[both].astype(np.float64), (t[both].astype(np.float32) * tscale).astype(np.float64)
 
-    def _correction(self, x: np.ndarray, y: np.ndarray, has_tof: bool) -> Correction:
-        """The mode's correction from the sampled pixel pairs ``x`` (student), ``y`` (ToF), float64."""
-        cfg, n = self.config, int(x.size)
+    def _correction(self, inputs: tuple, grid: tuple[int, int], has_tof: bool) -> Correction:
+        """The mode's correction of this frame's student depth (the fits from the sampled pixels)."""
+        cfg = self.config
         if cfg.mode == 'gated':
             return Correction(1.0, 0.0, 'none', 'gated: student depth as is')
         if cfg.mode == 'affine':
             return Correction(cfg.alpha, cfg.beta, 'calibrated', 'affine: calibrated alpha, beta')
+        x, y = self._sampled(inputs, grid) if has_tof else (np.empty(0), np.empty(0))
+        n = int(x.size)
         if cfg.mode == 'median':
             scale = median_scale(x, y) if n >= cfg.median_min_pixels else math.nan
             if n < cfg.median_min_pixels or not ALPHA_RANGE[0] <= scale <= ALPHA_RANGE[1]:
@@ -340,22 +341,17 @@ class Fuser:
                                            'values used'
         return Correction(*self._online, 'fit' if fit.ok else 'fallback', detail, fit.inlier_share, n)
 
-    def _local(self, inputs: tuple, grid: tuple[int, int], corr: Correction):
-        """The kernel's inputs with the student replaced by its frame-corrected depth on the output grid,
-        each hole scaled by its border's ratio (``kernel.hole_scales``), and the hole counts."""
-        student, smap, tof, tmap, conf, rule = inputs
-        tof_m, src = self._buf('ring_tof', grid, np.float32), self._buf('ring_source', grid, np.uint8)
-        self._kernel(inputs, 1.0, 0.0, False, tof_m, src)  # the valid ToF alone
-        tof_ok = np.equal(src, SOURCE_TOF, out=self._buf('ring_ok', grid, bool))
-        corrected = self._buf('ring_student', grid, np.float32)
-        self._kernel((student, smap, tof, tmap, conf, _NO_RULE), corr.alpha, corr.beta, True, corrected, src)
-        labels = self._buf('labels', grid, np.int32)
-        scales = kernel.hole_scales(tof_m, tof_ok, corrected, labels, self.config.local_min_ring)
+    def _local(self, inputs: tuple, out: np.ndarray, source: np.ndarray, corr: Correction):
+        """Each hole of the fused frame scaled by its border's ratio (``kernel.hole_scales``): the correction
+        with the hole counts, and how many student pixels stopped being readings."""
+        student, (srow, scol) = inputs[:2]
+        labels = self._buf('labels', out.shape, np.int32)
+        scales = kernel.hole_scales(out, source, student, srow, scol, np.float32(corr.alpha),
+                                    np.float32(corr.beta), labels, self.config.local_min_ring)
         alphas = scales * corr.alpha
         ok = np.isfinite(alphas) & (alphas >= ALPHA_RANGE[0]) & (alphas <= ALPHA_RANGE[1])
-        kernel.scale_holes(corrected, labels, np.where(ok, scales, 1.0).astype(np.float32))
-        same = (_index_map(grid[0], grid[0]), _index_map(grid[1], grid[1]))
-        return (corrected, same, tof, tmap, conf, rule), scales.size - 1, int(np.count_nonzero(ok))
+        lost = kernel.scale_holes(out, source, labels, np.where(ok, scales, 1.0).astype(np.float32))
+        return replace(corr, holes=scales.size - 1, holes_scaled=int(np.count_nonzero(ok))), lost
 
     def fuse(self, student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',
              confidence: np.ndarray | None = None, *, shape: tuple[int, int] | None = None,
@@ -388,24 +384,26 @@ class Fuser:
         else:
             grid = tof.shape if tof is not None and cfg.output_grid == 'tof' else student.shape
         grid = (int(grid[0]), int(grid[1]))
-        smap, tmap = ((_index_map(img.shape[0], grid[0]), _index_map(img.shape[1], grid[1]))
-                      if img is not None else _no_index(grid) for img in (student, tof))
-        inputs = (_NAN_IMAGE if student is None else student, smap,
-                  *((tof, tmap, _no_confidence(tof.shape) if confidence is None else confidence, rule)
-                    if tof is not None else (_NAN_IMAGE, tmap, _ZERO_U8, _NO_RULE)))
-        corr, acc, verdict, alpha_beta = Correction(1.0, 0.0, 'none', 'no student depth'), None, None, None
-        if student is not None:
-            corr, acc = self._judge(inputs, grid, tof is not None)
-            verdict = self.gate.update(acc, stamp_ns)
-            if cfg.mode == 'local' and tof is not None and self.compiled:
-                inputs, holes, scaled = self._local(inputs, grid, corr)
-                corr = Correction(corr.alpha, corr.beta, corr.status, corr.detail, corr.inlier_share,
-                                  corr.pixels, holes, scaled)
-                alpha_beta = (1.0, 0.0)  # the student of inputs is corrected already
+        *no_map, no_confidence = _stand_ins(grid, None if tof is None else tof.shape)
+        inputs = (_NAN_IMAGE, no_map) if student is None else \
+            (student, (_index_map(student.shape[0], grid[0]), _index_map(student.shape[1], grid[1])))
+        inputs += (_NAN_IMAGE, no_map, no_confidence, _NO_RULE) if tof is None else \
+            (tof, (_index_map(tof.shape[0], grid[0]), _index_map(tof.shape[1], grid[1])),
+             no_confidence if confidence is None else confidence, rule)
         out, source = self._buf('out', grid, np.float32), self._buf('source', grid, np.uint8)
-        fill = verdict is None or verdict.fill
-        n_tof, n_student = self._kernel(inputs, *(alpha_beta or (corr.alpha, corr.beta)), fill, out, source)
-        verdict = verdict or Verdict(True, 'no student depth', None, None, False)
+        step, measured = _accuracy_rows(grid, cfg.fit_sample_size)
+        corr, acc, verdict = _NO_STUDENT
+        if student is not None:
+            corr = self._correction(inputs, grid, tof is not None)
+        n_tof, n_student, *sums = self._kernel(inputs, corr.alpha, corr.beta, step, out, source)
+        if student is not None:
+            acc = Accuracy.from_sums(*sums, measured) if tof is not None else None
+            verdict = self.gate.update(acc, stamp_ns)
+            if not verdict.fill and n_student:  # again without a student reading (NaN * d)
+                n_student = self._kernel(inputs, math.nan, 0.0, step, out, source)[1]
+            if cfg.mode == 'local' and tof is not None and self.compiled:
+                corr, lost = self._local(inputs, out, source, corr)
+                n_student -= lost
         ground = self._ground(out, source, grid) if cfg.ground_tolerance > 0.0 and n_tof and n_student \
             else None
         return FusionResult(out, source, corr, n_tof, n_student, acc, verdict, *(ground or (None, 0)))
@@ -419,23 +417,9 @@ class Fuser:
         plane = fit_ground(cols[tof], rows[tof], out.reshape(-1).take(flat)[tof], grid)
         if plane is None:
             return None
-        inverse = plane.inverse_depth(grid, self._buf('ground_inverse', grid, np.float32))
-        student = np.equal(source, SOURCE_STUDENT, out=self._buf('ground_student', grid, bool))
-        scratch = self._buf('ground_ratio', grid, np.float32), self._buf('ground_mask', grid, bool)
-        snapped = snap_to_ground(out, student, inverse, self.config.ground_tolerance, *scratch)
-        return plane, snapped
+        snap = kernel.snap_compiled if self.compiled else snap_to_ground
+        return plane, snap(out, source, plane, self.config.ground_tolerance)
 
-    def _judge(self, inputs: tuple, grid: tuple[int, int], has_tof: bool):
-        """The frame's correction and the corrected student's accuracy, from the sampled pixels."""
-        if not has_tof:
-            empty = np.empty(0)
-            return self._correction(empty, empty, False), None
-        x, y, tof_ok = self._sampled(inputs, grid)
-        both = tof_ok & _reading(x)
-        corr = self._correction(x[both].astype(np.float64), y[both].astype(np.float64), True)
-        d = x * np.float32(corr.alpha) + np.float32(corr.beta)
-        both = tof_ok & _reading(d)
-        return corr, measure_accuracy(d[both], y[both], x.size)
 
 def fuse(student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',
          confidence: np.ndarray | None = None, config: FusionConfig | None = None, *,

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ['INLIER_TOLERANCE', 'MIN_INLIERS', 'GroundPlane', 'fit_ground', 'snap_to_ground']
+from depth_fusion import kernel
+
+__all__ = ['INLIER_TOLERANCE', 'MIN_INLIERS', 'GroundPlane', 'fit_ground', 'plane_support', 'snap_to_ground']
 
 #: A pixel is on the plane when its inverse depth is within this share of the plane's.
 INLIER_TOLERANCE = 0.03
@@ -53,20 +55,40 @@ class GroundPlane:
     c: float
     inliers: int
 
-    def inverse_depth(self, shape: tuple[int, int], out: np.ndarray) -> np.ndarray:
-        """The plane's inverse depth at every pixel of a ``shape`` grid, into float32 ``out``; <= 0 at and
-        above the horizon, where rays never meet the floor."""
+    def inverse_depth(self, shape: tuple[int, int]) -> np.ndarray:
+        """The plane's inverse depth (float32) at every pixel of a ``shape`` grid; <= 0 at and above the
+        horizon, where rays never meet the floor."""
         rows = np.arange(shape[0], dtype=np.float32) * np.float32(self.b) + np.float32(self.c)
-        cols = np.arange(shape[1], dtype=np.float32) * np.float32(self.a)
-        return np.add(rows[:, None], cols[None, :], out=out)
+        return rows[:, None] + np.arange(shape[1], dtype=np.float32) * np.float32(self.a)
 
 
-def _floor_like(p: np.ndarray, shape: tuple[int, int]) -> bool:
-    a, b, c = p
-    if not b > 0.0 or abs(a) > b * math.tan(MAX_ROLL):
-        return False
-    horizon = -(a * (shape[1] - 1) / 2.0 + c) / b
-    return -shape[0] <= horizon <= shape[0] - 1
+def _floor_like(p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which planes ``p[..., (a, b, c)]`` may be the floor (see the module docstring)."""
+    a, b, c = p[..., 0], p[..., 1], p[..., 2]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        horizon = -(a * ((shape[1] - 1) / 2.0) + c) / b
+    return (b > 0.0) & (np.abs(a) <= b * math.tan(MAX_ROLL)) & (horizon >= -shape[0]) & \
+        (horizon <= shape[0] - 1)
+
+
+def _planes_through(points: np.ndarray) -> np.ndarray:
+    """(a, b, c) of the planes through the three (u, v, 1/z) points of each ``points[i]``; NaN where the
+    three pixels lie on one line."""
+    p0, d1, d2 = points[:, 0], points[:, 1] - points[:, 0], points[:, 2] - points[:, 0]
+    normal = np.cross(d1, d2)  # (nu, nv, nw): nu (u - u0) + nv (v - v0) + nw (w - w0) = 0
+    with np.errstate(divide='ignore', invalid='ignore'):
+        a, b = -normal[:, 0] / normal[:, 2], -normal[:, 1] / normal[:, 2]
+        planes = np.stack([a, b, p0[:, 2] - a * p0[:, 0] - b * p0[:, 1]], axis=1)
+    planes[normal[:, 2] == 0.0] = np.nan  # collinear pixels (u, v are integers: exact)
+    return planes
+
+
+def plane_support(u: np.ndarray, v: np.ndarray, inv: np.ndarray, limit: np.ndarray,
+                  planes: np.ndarray) -> np.ndarray:
+    """How many of the points (u, v, inv) each plane ``planes[k] = (a, b, c)`` explains, ``|a * u + b * v + c
+    - inv| <= limit`` (float64): the numpy specification of ``kernel.plane_support``."""
+    residual = np.abs(u[:, None] * planes[:, 0] + v[:, None] * planes[:, 1] + planes[:, 2] - inv[:, None])
+    return np.count_nonzero(residual <= limit[:, None], axis=0)
 
 
 def fit_ground(u: np.ndarray, v: np.ndarray, z: np.ndarray, shape: tuple[int, int]) -> GroundPlane | None:
@@ -74,40 +96,35 @@ def fit_ground(u: np.ndarray, v: np.ndarray, z: np.ndarray, shape: tuple[int, in
     grid, or None when no floor-like plane has ``MIN_INLIERS`` (see the module docstring)."""
     if z.size < MIN_INLIERS:
         return None
-    design = np.stack([u, v, np.ones_like(u)], axis=1).astype(np.float64)
+    u, v = u.astype(np.float64), v.astype(np.float64)
     inv = 1.0 / z.astype(np.float64)
     limit = INLIER_TOLERANCE * inv
-    rng = np.random.default_rng(SEED)
-    best, best_count = None, MIN_INLIERS - 1
-    for triple in rng.integers(0, z.size, (ITERATIONS, 3)):
-        try:
-            p = np.linalg.solve(design[triple], inv[triple])
-        except np.linalg.LinAlgError:   # three pixels on one line
-            continue
-        if not _floor_like(p, shape):
-            continue
-        count = int(np.count_nonzero(np.abs(design @ p - inv) <= limit))
-        if count > best_count:
-            best, best_count = p, count
-    if best is None:
+    triples = np.random.default_rng(SEED).integers(0, z.size, (ITERATIONS, 3))
+    planes = _planes_through(np.stack([u[triples], v[triples], inv[triples]], axis=2))
+    planes = planes[_floor_like(planes, shape)]
+    if not planes.size:
         return None
-    inliers = np.abs(design @ best - inv) <= limit
-    refined = np.linalg.lstsq(design[inliers], inv[inliers], rcond=None)[0]
-    p = refined if _floor_like(refined, shape) else best
+    counts = (kernel.plane_support if kernel.COMPILED else plane_support)(u, v, inv, limit, planes)
+    best = int(np.argmax(counts))  # the first of the most supported, as the draws came
+    if counts[best] < MIN_INLIERS:
+        return None
+    a, b, c = planes[best]
+    inliers = np.abs(u * a + v * b + c - inv) <= limit
+    design = np.stack([u[inliers], v[inliers], np.ones(int(np.count_nonzero(inliers)))], axis=1)
+    refined = np.linalg.lstsq(design, inv[inliers], rcond=None)[0]
+    p = refined if _floor_like(refined, shape) else planes[best]
     return GroundPlane(float(p[0]), float(p[1]), float(p[2]), int(np.count_nonzero(inliers)))
 
 
-def snap_to_ground(depth: np.ndarray, student: np.ndarray, plane_inverse: np.ndarray, tolerance: float,
-                   ratio: np.ndarray, mask: np.ndarray) -> int:
-    """Give the student pixels (``student`` mask) of ``depth`` that lie within ``tolerance`` (a share of the
+def snap_to_ground(depth: np.ndarray, source: np.ndarray, plane: GroundPlane, tolerance: float) -> int:
+    """Give the student pixels (``source`` 2) of ``depth`` that lie within ``tolerance`` (a share of the
     plane's depth, below 1) of the floor, or below it, the plane's depth, in place; returns how many.
 
-    ``plane_inverse``: ``GroundPlane.inverse_depth`` of the grid; ``ratio`` (float32) and ``mask`` (bool):
-    scratch arrays of its shape. Above the horizon (inverse depth <= 0) the ratio is <= 0: nothing snaps.
+    The numpy specification of ``kernel.snap_compiled`` (and its fallback). Above the horizon (inverse depth
+    <= 0) the ratio of depth to the plane's depth is <= 0: nothing snaps.
     """
-    np.multiply(depth, plane_inverse, out=ratio)                 # depth / the plane's depth along the ray
-    with np.errstate(invalid='ignore'):                          # NaN depth: not a student pixel anyway
-        np.greater_equal(ratio, np.float32(1.0 - tolerance), out=mask)
-    np.logical_and(mask, student, out=mask)
-    np.divide(np.float32(1.0), plane_inverse, out=depth, where=mask)
-    return int(np.count_nonzero(mask))
+    inverse = plane.inverse_depth(depth.shape)
+    with np.errstate(invalid='ignore'):  # NaN depth: not a student pixel anyway
+        snap = (depth * inverse >= np.float32(1.0 - tolerance)) & (source == 2)
+    np.divide(np.float32(1.0), inverse, out=depth, where=snap)
+    return int(np.count_nonzero(snap))

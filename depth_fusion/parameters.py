@@ -62,8 +62,9 @@ PARAMS = (
               choices=OUTPUT_GRIDS),
     ParamSpec('median_min_pixels', _D.median_min_pixels, 'median mode: sampled pixels with both depths '
               'needed for a correction (else none).', min=1, max=_BIG),
-    ParamSpec('fit_sample_size', _D.fit_sample_size, 'Pixel positions (fixed, seeded random; 0 = every '
-              'pixel) at which median, online_affine and local fit and the live accuracy is measured.',
+    ParamSpec('fit_sample_size', _D.fit_sample_size, 'Pixels the per-frame statistics look at (0 = every '
+              'pixel): the fits of median, online_affine and local and the floor plane at this many fixed, '
+              'seeded random positions; the live accuracy on evenly spaced rows giving about as many.',
               min=0, max=_BIG),
     ParamSpec('online_smoothing', _D.online_smoothing, 'online_affine / local: weight of the previous '
               "estimate in the exponential smoothing of alpha, beta (0 = each frame's fit as is).",

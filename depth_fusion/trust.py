@@ -21,16 +21,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-__all__ = ['BLIND_POLICIES', 'Accuracy', 'TrustGate', 'Verdict', 'measure_accuracy']
+__all__ = ['BLIND_POLICIES', 'Accuracy', 'TrustGate', 'Verdict']
 
 BLIND_POLICIES = ('last', 'trust', 'withhold')
 
 
 @dataclass(frozen=True)
 class Accuracy:
-    """Student ``d`` against ToF ``t`` over the (sampled) pixels where both are valid: AbsRel (mean
+    """Student ``d`` against ToF ``t`` over the pixels looked at where both are valid: AbsRel (mean
     ``|d - t| / t``), delta1 (the share with ``max(d / t, t / d) < 1.25``), the share of the pixels looked
     at that such pixels are, and how many there were."""
 
@@ -39,18 +37,12 @@ class Accuracy:
     overlap: float
     pixels: int
 
-
-def measure_accuracy(student: np.ndarray, tof: np.ndarray, total: int) -> Accuracy:
-    """``Accuracy`` of ``student`` against ``tof`` (metres, the pixels where both are valid) out of
-    ``total`` pixels looked at (NaN figures when none overlap)."""
-    n = int(student.size)
-    if n == 0:
-        return Accuracy(math.nan, math.nan, 0.0, 0)
-    d = np.asarray(student, np.float64)
-    t = np.asarray(tof, np.float64)
-    ratio = d / t
-    delta1 = float(np.count_nonzero(np.maximum(ratio, 1.0 / ratio) < 1.25)) / n
-    return Accuracy(float(np.mean(np.abs(ratio - 1.0))), delta1, n / total if total else 0.0, n)
+    @classmethod
+    def from_sums(cls, pixels: int, delta1_pixels: int, absrel_sum: float, total: int) -> Accuracy:
+        """From the fusion pass's sums over ``total`` pixels looked at (NaN figures when none overlap)."""
+        if pixels == 0:
+            return cls(math.nan, math.nan, 0.0, 0)
+        return cls(absrel_sum / pixels, delta1_pixels / pixels, pixels / total, pixels)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from pointcloud_xyz import kernel
 from pointcloud_xyz.distortion import Distortion
 from pointcloud_xyz.projection import CameraModel, RayGrid, Rays, backproject, clearing_points
 from rc_perception import codecs, qos
@@ -122,6 +123,9 @@ class PointCloudXyzNode(Node):
         self._depth_topic, self._info_topic = depth_sub.topic_name, info_sub.topic_name
         self.diagnostics = Diagnostics(self, 'point cloud', self._diagnostics, period=p.diagnostics_period)
         clearing = f' and {self._clearing_pub.topic_name}' if self._clearing_pub else ''
+        if not kernel.COMPILED:
+            self.get_logger().warning(f'{kernel.COMPILE_PROBLEM}: the veiling filter and the cloud run in '
+                                      'numpy (slower)')
         self.get_logger().info(f'back-projecting {self._depth_topic} with {self._info_topic} -> '
                                f'{self._pub.topic_name}{clearing}')
 
@@ -186,6 +190,7 @@ class PointCloudXyzNode(Node):
             'camera model': describe_model(info, self.params.values.rectified),
             'pixels without a ray': 0 if rays is None or rays.valid is None else int((~rays.valid).sum()),
             'clearing points (last cloud)': self._clearing.msg.width if self._clearing_pub else '-',
+            'per-pixel passes': 'numba' if kernel.COMPILED else f'numpy ({kernel.COMPILE_PROBLEM})',
             'last drop reason': self.bad_input.last_reason or '-',
             **self.latency.values(),
         }

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pointcloud_xyz import kernel, veiling
 from pointcloud_xyz.distortion import Distortion
-from pointcloud_xyz.veiling import veiling_points
 from rc_perception.camera import Intrinsics
 from rc_perception.depth import MM_ENCODINGS, MM_TO_M, metre_bounds
 
@@ -87,8 +87,7 @@ class Rays:
         self._z = np.empty(self.shape, dtype=np.float32)
         self._m1 = np.empty(self.shape, dtype=bool)
         self._m2 = np.empty(self.shape, dtype=bool)
-        self._readings: np.ndarray | None = None   # the veiling test's scratch, made on first use
-        self._veiling: np.ndarray | None = None
+        self._veiling: tuple | None = None   # (window, the veiling test's scratch), made on first use
 
     def sample(self, depth: np.ndarray) -> np.ndarray:
         """The kept pixels of an image of this grid's size (a view)."""
@@ -156,19 +155,6 @@ def _gather(z: np.ndarray, keep: np.ndarray, rays: Rays, out: Allocator) -> np.n
     return points
 
 
-def _drop_veiling(z: np.ndarray, keep: np.ndarray, rays: Rays, min_angle: float, window: int) -> None:
-    """Clear ``keep`` at the veiling points among the kept readings (``veiling.veiling_points``)."""
-    if rays._readings is None:
-        rays._readings = np.empty(rays.shape, np.float32)
-        rays._veiling = np.empty(rays.shape, bool)
-    readings = rays._readings
-    readings.fill(np.nan)
-    np.copyto(readings, z, where=keep)
-    veiling = veiling_points(readings, rays.x, rays.y, min_angle, window, out=rays._veiling)
-    np.logical_not(veiling, out=veiling)
-    np.logical_and(keep, veiling, out=keep)
-
-
 def backproject(depth: np.ndarray, encoding: str, rays: Rays, *, range_min: float = 0.0,
                 range_max: float = float('inf'), organized: bool = True, veiling_angle: float = 0.0,
                 veiling_window: int = 2, out: Allocator | None = None) -> np.ndarray:
@@ -195,11 +181,16 @@ def backproject(depth: np.ndarray, encoding: str, rays: Rays, *, range_min: floa
     if rays.valid is not None:
         np.logical_and(keep, rays.valid, out=keep)
     if veiling_angle > 0.0:
-        _drop_veiling(z, keep, rays, veiling_angle, veiling_window)
+        if rays._veiling is None or rays._veiling[0] != veiling_window:
+            rays._veiling = veiling_window, veiling.scratch(rays.shape, veiling_window)
+        veiling.drop_veiling(z, keep, *rays.full(), veiling_angle, veiling_window, rays._veiling[1])
     out = out or _new_array
     if not organized:
         return _gather(z, keep, rays, out)
     points = out(rays.shape + (3,))
+    if kernel.COMPILED:  # one pass instead of four strided ones
+        kernel.organize(z, keep, *rays.full(), points)
+        return points
     pz = points[:, :, 2]
     pz.fill(np.nan)
     np.copyto(pz, z, where=keep)

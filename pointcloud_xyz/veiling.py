@@ -16,6 +16,10 @@ A real surface seen at a grazing angle makes the same angle with the ray: the fl
 height ``h``, meets its rays at ``atan(h / d)`` at distance ``d``, so the filter also drops the floor beyond
 ``h / tan(min_angle)`` (2.29 m for 0.2 m and 5 degrees). Keep ``min_angle`` below ``atan(h / r)`` for the
 range ``r`` within which the floor must clear the costmap (Nav2's ``raytrace_max_range``).
+
+``veiling_points`` is the numpy specification; ``drop_veiling`` applies the same test as one compiled pass
+(``pointcloud_xyz.kernel``; the tests compare the two on random inputs), or the specification where numba
+cannot compile.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import math
 
 import numpy as np
 
-__all__ = ['veiling_points']
+from pointcloud_xyz import kernel
 
+__all__ = ['drop_veiling', 'scratch', 'veiling_points']
 
-def _offsets(window: int) -> list[tuple[int, int]]:
-    steps = [k for k in range(-window, window + 1) if k]
-    return [(0, k) for k in steps] + [(k, 0) for k in steps]
+def _offsets(window: int, h: int, w: int) -> list[tuple[int, int]]:
+    """The neighbour offsets along the row and the column that fit in an h x w image."""
+    return [(0, k) for k in range(-window, window + 1) if 0 < abs(k) < w] + \
+        [(k, 0) for k in range(-window, window + 1) if 0 < abs(k) < h]
 
 
 def veiling_points(z: np.ndarray, rx: np.ndarray, ry: np.ndarray, min_angle_deg: float, window: int,
@@ -52,7 +58,7 @@ def veiling_points(z: np.ndarray, rx: np.ndarray, ry: np.ndarray, min_angle_deg:
     cos2 = np.float32(math.cos(math.radians(min_angle_deg)) ** 2)
     h, w = z.shape
     with np.errstate(invalid='ignore'):   # NaN (no reading) compares False: neither side of a pair
-        for dr, dc in _offsets(window):
+        for dr, dc in _offsets(window, h, w):
             here = (slice(max(-dr, 0), h - max(dr, 0)), slice(max(-dc, 0), w - max(dc, 0)))
             there = (slice(max(dr, 0), h - max(-dr, 0)), slice(max(dc, 0), w - max(-dc, 0)))
             dx, dy, dz = px[here] - px[there], py[here] - py[there], z[here] - z[there]
@@ -60,3 +66,29 @@ def veiling_points(z: np.ndarray, rx: np.ndarray, ry: np.ndarray, min_angle_deg:
             seg2 = dx * dx + dy * dy + dz * dz
             out[here] |= (dz > 0) & (dot > 0) & (dot * dot > cos2 * seg2 * norm2[here])
     return out
+
+
+def scratch(shape: tuple[int, int], window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays ``drop_veiling`` works in for images of ``shape`` (keep them between frames)."""
+    padded = (shape[0], shape[1] + 2 * window)
+    return np.empty((3, *padded), np.float32), np.empty(padded, np.uint8)
+
+
+def drop_veiling(z: np.ndarray, keep: np.ndarray, rx: np.ndarray, ry: np.ndarray, min_angle_deg: float,
+                 window: int, work: tuple[np.ndarray, np.ndarray]) -> None:
+    """Clear ``keep`` at the veiling points among the readings ``z[keep]`` (see ``veiling_points``).
+
+    Args:
+        z: (H, W) float32 optical depth in metres (read only where ``keep``).
+        keep: (H, W) bool, the readings; updated in place.
+        rx, ry: (H, W) float32 rays (``projection.Rays.full``), C-contiguous like ``z`` and ``keep``.
+        min_angle_deg, window: as ``veiling_points``'s.
+        work: ``scratch(z.shape, window)``.
+    """
+    if min_angle_deg <= 0.0 or window < 1:
+        return
+    if not kernel.COMPILED:
+        veiling = veiling_points(np.where(keep, z, np.float32(np.nan)), rx, ry, min_angle_deg, window)
+        np.logical_and(keep, ~veiling, out=keep)
+        return
+    kernel.veiling(z, keep, rx, ry, np.float32(math.cos(math.radians(min_angle_deg)) ** 2), window, *work)

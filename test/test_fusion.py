@@ -212,7 +212,8 @@ def test_compiled_pass_equals_the_numpy_specification_on_random_inputs(tof_dtype
     encoding = '16UC1' if tof_dtype == np.uint16 else '32FC1'
     for grid, student_shape, tof_shape in (((24, 32), (24, 32), (48, 64)), ((18, 32), (18, 32), (36, 64)),
                                            ((25, 31), (30, 50), (25, 31)), ((40, 40), (20, 20), (13, 17))):
-        for fill, alpha, beta in ((True, 1.0, 0.0), (True, 1.3, -0.4), (False, 1.0, 0.0)):
+        # NaN alpha: no student reading anywhere (how a withheld fill is fused); step: the accuracy's rows
+        for alpha, beta, step in ((1.0, 0.0, 1), (1.3, -0.4, 3), (NAN, 0.0, 1)):
             student, tof, conf = random_inputs(rng, tof_dtype, conf_dtype, student_shape, tof_shape)
             smap = (_index_map(student_shape[0], grid[0]), _index_map(student_shape[1], grid[1]))
             tmap = (_index_map(tof_shape[0], grid[0]), _index_map(tof_shape[1], grid[1]))
@@ -221,14 +222,16 @@ def test_compiled_pass_equals_the_numpy_specification_on_random_inputs(tof_dtype
             for run in (kernel.fuse_compiled, kernel.fuse_reference):
                 out, src = np.empty(grid, np.float32), np.empty(grid, np.uint8)
                 counts = run(student, *smap, tof, *tmap, conf, cthr, lo, hi, tscale, F32(alpha), F32(beta),
-                             fill, out, src)
+                             step, out, src)
                 outs.append((out, src, counts))
             (a, sa, ca), (b, sb, cb) = outs
-            what = f'grid {grid}, student {student_shape}, ToF {tof_shape}, fill {fill}'
+            what = f'grid {grid}, student {student_shape}, ToF {tof_shape}, alpha {alpha}, step {step}'
             assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), f'{what}: depth bits differ'
             assert np.array_equal(sa, sb), f'{what}: source maps differ'
-            assert ca == cb, f'{what}: counts {ca} != {cb}'
-            assert ca[0] > 0 and (ca[1] > 0 or not fill), f'{what}: the inputs should exercise both sources'
+            assert ca[:4] == cb[:4], f'{what}: counts {ca[:4]} != {cb[:4]}'
+            assert ca[4] == pytest.approx(cb[4], rel=1e-5), f'{what}: AbsRel sums {ca[4]} != {cb[4]}'
+            assert ca[0] > 0 and (ca[1] > 0 or np.isnan(alpha)), f'{what}: want both sources'
+            assert ca[2] > 0 or np.isnan(alpha), f'{what}: the inputs should exercise the accuracy'
 
 
 @pytest.mark.parametrize('mode', ['gated', 'affine', 'median', 'online_affine', 'local'])
@@ -370,6 +373,15 @@ def test_online_affine_falls_back_to_calibrated_values(case, reason):
 
 # -------------------------------------------------------------------------------------- local alignment
 
+def hole_scales(tof_ok, tof_m, student, labels, min_ring):
+    """kernel.hole_scales on a frame fused from a valid ToF ``tof_m`` (where ``tof_ok``) and ``student``
+    (identity maps, no correction)."""
+    source = np.where(tof_ok, SOURCE_TOF, SOURCE_STUDENT).astype(np.uint8)
+    out = np.where(tof_ok, tof_m, student).astype(np.float32)
+    maps = _index_map(*tof_ok.shape[:1] * 2), _index_map(*tof_ok.shape[1:] * 2)
+    return kernel.hole_scales(out, source, student, *maps, F32(1.0), F32(0.0), labels, min_ring)
+
+
 def test_hole_labels_and_border_ratios_by_hand():
     tof_ok = np.array([[1, 1, 1, 1, 1, 1],
                        [1, 0, 0, 1, 1, 1],
@@ -379,18 +391,17 @@ def test_hole_labels_and_border_ratios_by_hand():
     tof_m[0, 1] = 6.0  # above the first hole: ratio 6 / 1.5 = 4, the others 3 / 1.5 = 2
     corrected = np.full(tof_ok.shape, 1.5, np.float32)
     labels = np.zeros(tof_ok.shape, np.int32)
-    scales = kernel.hole_scales(tof_m, tof_ok, corrected, labels, 1)
+    scales = hole_scales(tof_ok, tof_m, corrected, labels, 1)
     np.testing.assert_array_equal(labels, [[0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0], [0, 1, 1, 0, 2, 0],
                                            [0, 0, 0, 0, 0, 3]])
     # hole 1 is bordered by 8 valid pixels (ratios 4, 2 x 7): median 2; holes 2 and 3 by 4 and 2 pixels.
     np.testing.assert_array_equal(scales[1:], [2.0, 2.0, 2.0])
-    assert np.isnan(kernel.hole_scales(tof_m, tof_ok, corrected, labels, 3)[3]), '2 border pixels < 3'
+    assert np.isnan(hole_scales(tof_ok, tof_m, corrected, labels, 3)[3]), '2 border pixels < 3'
     # a U-shaped hole whose arms meet only at the bottom is one hole (union of provisional labels)
     u = np.ones((4, 5), bool)
     u[0:3, 1] = u[0:3, 3] = u[2, 1:4] = False
     labels = np.zeros(u.shape, np.int32)
-    kernel.hole_scales(np.where(u, F32(1), F32(NAN)).astype(np.float32), u, np.ones(u.shape, np.float32),
-                       labels, 1)
+    hole_scales(u, np.where(u, F32(1), F32(NAN)).astype(np.float32), np.ones(u.shape, np.float32), labels, 1)
     assert set(np.unique(labels[~u])) == {1} and np.all(labels[u] == 0), labels
 
 

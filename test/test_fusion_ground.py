@@ -10,8 +10,9 @@ import math
 import numpy as np
 import pytest
 
+from depth_fusion import kernel
 from depth_fusion.fusion import SOURCE_STUDENT, SOURCE_TOF, Fuser, FusionConfig
-from depth_fusion.ground import GroundPlane, fit_ground, snap_to_ground
+from depth_fusion.ground import GroundPlane, fit_ground, plane_support, snap_to_ground
 
 H, W, F, CX, CY, CAM_H = 120, 160, 140.0, 79.5, 59.5, 0.2
 
@@ -56,20 +57,53 @@ def test_no_plane_from_a_wall_facing_the_camera_or_too_few_readings():
 
 
 def test_snap_truth_table():
-    # The plane's depth is 2.0 m at every pixel (inverse 0.5) but the last, which is above the horizon.
-    inverse = np.array([[0.5] * 7 + [-0.1]], np.float32)
-    depth = np.array([[1.0, 1.49, 1.5, 1.8, 2.0, 3.0, 1.9, 2.0]], np.float32)
-    student = np.array([[True, True, True, True, True, True, False, True]])
-    ratio, mask = np.empty_like(depth), np.empty(depth.shape, bool)
-    n = snap_to_ground(depth, student, inverse.copy(), 0.25, ratio, mask)
+    # The plane's depth is 2.0 m at every pixel of the first row (1 / z = 0 * u - 0.6 * v + 0.5); the second
+    # row is above the horizon (inverse depth -0.1).
+    plane = GroundPlane(0.0, -0.6, 0.5, 0)
+    depth = np.array([[1.0, 1.49, 1.5, 1.8, 2.0, 3.0, 1.9], [2.0] * 7], np.float32)
+    source = np.full(depth.shape, SOURCE_STUDENT, np.uint8)
+    source[0, 6] = SOURCE_TOF
+    n = snap_to_ground(depth, source, plane, 0.25)
     # 1.0: an obstacle at half the floor's depth; 1.49 < 0.75 * 2; 1.5 = 0.75 * 2 snaps; beyond the floor
     # snaps; a ToF pixel never; above the horizon nothing.
-    np.testing.assert_array_equal(depth[0], np.array([1.0, 1.49, 2.0, 2.0, 2.0, 2.0, 1.9, 2.0], np.float32))
+    np.testing.assert_array_equal(depth, np.array([[1.0, 1.49, 2.0, 2.0, 2.0, 2.0, 1.9], [2.0] * 7],
+                                                  np.float32))
     assert n == 4
 
 
+@pytest.mark.skipif(not kernel.COMPILED, reason=f'the compiled kernel: {kernel.COMPILE_PROBLEM}')
+def test_compiled_snap_equals_the_numpy_specification_on_random_inputs():
+    rng = np.random.default_rng(3)
+    planes = ((48, 64), GroundPlane(1e-4, 0.02, -0.3, 0)), ((31, 17), GroundPlane(-3e-3, 0.1, 0.05, 0))
+    for shape, plane in planes:
+        depth = rng.uniform(-1.0, 60.0, shape).astype(np.float32)
+        specials = rng.choice([np.nan, np.inf, 0.0, -np.inf], depth.size // 8)
+        depth.flat[rng.integers(0, depth.size, depth.size // 8)] = specials
+        source = rng.integers(0, 3, shape).astype(np.uint8)
+        for tolerance in (0.25, 0.0, 0.9):
+            got, want = depth.copy(), depth.copy()
+            n_got = kernel.snap_compiled(got, source, plane, tolerance)
+            n_want = snap_to_ground(want, source, plane, tolerance)
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), f'{shape} {tolerance}: depths'
+            assert n_got == n_want > 0, f'{shape} {tolerance}: {n_got} != {n_want} snapped'
+
+
+@pytest.mark.skipif(not kernel.COMPILED, reason=f'the compiled kernel: {kernel.COMPILE_PROBLEM}')
+def test_compiled_plane_support_equals_the_numpy_specification_on_random_inputs():
+    rng = np.random.default_rng(4)
+    u, v = rng.integers(0, 640, 3000).astype(np.float64), rng.integers(0, 480, 3000).astype(np.float64)
+    inv = 1.0 / rng.uniform(0.3, 4.0, 3000)
+    planes = np.stack([rng.normal(0.0, 1e-3, 40), rng.uniform(0.0, 0.02, 40), rng.uniform(-2.0, 1.0, 40)],
+                      axis=1)
+    planes[0] = (0.0, 0.0, inv[0])  # explains at least the first point, exactly
+    got = kernel.plane_support(u, v, inv, 0.03 * inv, planes)
+    want = plane_support(u, v, inv, 0.03 * inv, planes)
+    np.testing.assert_array_equal(got, want)
+    assert want.max() > 0 and want.min() < want.max(), want
+
+
 def test_plane_inverse_depth_on_a_grid():
-    got = GroundPlane(0.01, 0.02, -0.5, 0).inverse_depth((2, 3), np.empty((2, 3), np.float32))
+    got = GroundPlane(0.01, 0.02, -0.5, 0).inverse_depth((2, 3))
     np.testing.assert_allclose(got, [[-0.5, -0.49, -0.48], [-0.48, -0.47, -0.46]], rtol=1e-6)
 
 

@@ -6,20 +6,29 @@ import numpy as np
 import pytest
 
 from depth_fusion.fusion import SOURCE_NONE, SOURCE_STUDENT, SOURCE_TOF, Fuser, FusionConfig
-from depth_fusion.trust import Accuracy, TrustGate, measure_accuracy
+from depth_fusion.trust import Accuracy, TrustGate
 
 S = 1_000_000_000  # ns
+NAN = np.nan
 
 
-def test_accuracy_by_hand():
-    d = np.array([1.0, 2.0, 2.4, 5.0])
-    t = np.array([1.0, 1.6, 2.0, 2.0])
-    acc = measure_accuracy(d, t, total=8)
-    # |d - t| / t: 0, 0.25, 0.2, 1.5; ratios max(d/t, t/d): 1, 1.25 (not < 1.25), 1.2, 2.5
-    assert acc.absrel == pytest.approx((0 + 0.25 + 0.2 + 1.5) / 4)
-    assert acc.delta1 == pytest.approx(2 / 4)
-    assert (acc.overlap, acc.pixels) == (0.5, 4)
-    empty = measure_accuracy(np.empty(0), np.empty(0), total=8)
+@pytest.mark.parametrize('compiled', [True, False], ids=['numba', 'numpy'])
+def test_accuracy_by_hand(compiled):
+    # Row 2 holds the pairs; with 40 pixels and fit_sample_size 10 the accuracy looks at every 4th row from
+    # row 2 only, so the other rows (the student far off) do not count.
+    tof = np.full((4, 10), NAN, np.float32)
+    tof[2, :5] = (1.0, 1.5, 2.0, 2.0, 1.5625)
+    student = np.full((4, 10), 9.0, np.float32)
+    student[2, :5] = (1.0, 1.875, 2.4, 5.0, 1.25)
+    tof[[0, 1, 3], :5] = 1.0
+    cfg = FusionConfig(mode='gated', range_max=10.0, fit_sample_size=10, min_student_delta1=0.0,
+                       ground_tolerance=0.0)
+    acc = Fuser(cfg, compiled=compiled).fuse(student, tof).accuracy
+    # |d - t| / t: 0, 0.25, 0.2, 1.5, 0.2; max(d/t, t/d): 1, 1.25 (not < 1.25), 1.2, 2.5, 1.25 (not < 1.25)
+    # (exact binary fractions but 2.4, whose ratio is far from 1.25)
+    assert acc.absrel == pytest.approx((0 + 0.25 + 0.2 + 1.5 + 0.2) / 5, rel=1e-6), acc
+    assert (acc.delta1, acc.overlap, acc.pixels) == (2 / 5, 0.5, 5), acc
+    empty = Accuracy.from_sums(0, 0, 0.0, total=8)
     assert math.isnan(empty.absrel) and math.isnan(empty.delta1) and (empty.overlap, empty.pixels) == (0.0, 0)
 
 

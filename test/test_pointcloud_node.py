@@ -273,14 +273,46 @@ def test_veiling_points_behind_an_edge_are_left_out_by_default(ros_graph):
     the rest is back-projected (veiling_min_angle 5, veiling_window 2 by default)."""
     _, node, clouds, depth_pub, info_pub = start_pipeline(ros_graph)
     send_info(ros_graph, node, info_pub)
-    depth = np.full((48, 64), 3.0, np.float32)
-    depth[:, :32] = 1.0
-    depth[:, 32] = 1.8
-    depth_pub.publish(codecs.array_to_image(depth, '32FC1', header(4)))
+    depth_pub.publish(codecs.array_to_image(wall_depth(), '32FC1', header(4)))
     z = codecs.cloud_to_xyz(clouds.wait_for(1)[0])[:, :, 2]
     dropped = np.flatnonzero(np.isnan(z).all(axis=0))
     np.testing.assert_array_equal(dropped, [32, 33, 34], err_msg=f'columns dropped: {dropped}')
     assert np.isfinite(z[:, :32]).all() and np.isfinite(z[:, 35:]).all()
+
+def wall_depth() -> np.ndarray:
+    """A 1 m wall in the left half, a 3 m one in the right, a column of mixed pixels at 1.8 m between."""
+    depth = np.full((48, 64), 3.0, np.float32)
+    depth[:, :32] = 1.0
+    depth[:, 32] = 1.8
+    return depth
+
+
+def test_without_numba_the_veiling_filter_runs_in_numpy_and_says_so(ros_graph):
+    """NUMBA_DISABLE_JIT stands for a platform where numba cannot compile: one warning line, same cloud."""
+    from ros_harness import node_process, stop_process
+    proc = node_process('pointcloud_xyz.node', env={'NUMBA_DISABLE_JIT': '1'})
+    try:
+        clouds = ros_graph.collect(PointCloud2, 'perception/fused_depth_points')
+        depth_pub = ros_graph.publisher(Image, 'perception/fused_depth')
+        info_pub = ros_graph.publisher(CameraInfo, 'camera/camera_info')
+        ros_graph.wait_for_subscribers(depth_pub, timeout=30.0)
+        ros_graph.wait_for_publishers('perception/fused_depth_points', timeout=30.0)
+        for k in range(40):  # the node process may match the test's publishers after they see it: repeat
+            info_pub.publish(info_msg())
+            depth_pub.publish(codecs.array_to_image(wall_depth(), '32FC1', header(10 + k)))
+            try:
+                z = codecs.cloud_to_xyz(clouds.wait_for(1, timeout=0.5)[-1])[:, :, 2]
+                break
+            except AssertionError:
+                continue
+        dropped = np.flatnonzero(np.isnan(z).all(axis=0))
+        np.testing.assert_array_equal(dropped, [32, 33, 34], err_msg=f'columns dropped: {dropped}')
+    finally:
+        code, output = stop_process(proc)
+    assert code == 0, output
+    warnings = [line for line in output.splitlines() if 'NUMBA_DISABLE_JIT is set' in line]
+    assert len(warnings) == 1 and 'the veiling filter and the cloud run in numpy' in warnings[0], output
+
 
 # ------------------------------------------------------------------------------- camera models
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from pointcloud_xyz import kernel, veiling
 from pointcloud_xyz.projection import CameraModel, Rays, backproject
 from pointcloud_xyz.veiling import veiling_points
 from rc_perception.camera import Intrinsics
@@ -78,3 +79,58 @@ def test_backproject_leaves_veiling_points_out_of_both_layouts():
     np.testing.assert_array_equal(dense, organized[0][~dropped])
     everything = backproject(depth, '32FC1', rays)
     assert np.isfinite(everything).all(), 'veiling_angle 0 (the default) drops nothing'
+
+
+@pytest.mark.skipif(not kernel.COMPILED, reason=f'the compiled passes: {kernel.COMPILE_PROBLEM}')
+@pytest.mark.parametrize('distorted', [False, True], ids=['pinhole', 'per-pixel rays'])
+def test_compiled_pass_equals_the_numpy_specification_on_random_inputs(distorted):
+    rng = np.random.default_rng(7 + distorted)
+    h, w = 37, 53
+    # depth steps between planes and ramps, so that every angle occurs; NaN, 0, inf and negatives sprinkled
+    z = rng.choice([0.5, 1.0, 1.02, 3.0], (h, w)).astype(np.float32) * rng.uniform(0.98, 1.3, (h, w))
+    z = z.astype(np.float32)
+    z.flat[rng.integers(0, z.size, z.size // 10)] = rng.choice([np.nan, 0.0, np.inf, -1.0], z.size // 10)
+    rx = np.repeat((np.arange(w, dtype=np.float32)[None, :] - 26.0) / 40.0, h, axis=0)
+    ry = np.repeat((np.arange(h, dtype=np.float32)[:, None] - 18.0) / 40.0, w, axis=1)
+    if distorted:
+        rx, ry = (rx * (1 + 0.1 * rx * rx)).astype(np.float32), (ry * (1 + 0.1 * ry * ry)).astype(np.float32)
+    for angle, window in ((5.0, 2), (20.0, 1), (12.0, 4)):
+        keep = np.isfinite(z) & (z > 0) & (rng.random((h, w)) < 0.9)
+        want = keep & ~veiling_points(np.where(keep, z, np.float32(np.nan)), rx, ry, angle, window)
+        got = keep.copy()
+        veiling.drop_veiling(z, got, rx, ry, angle, window, veiling.scratch((h, w), window))
+        assert np.array_equal(got, want), f'{angle} deg, window {window}: {np.argwhere(got != want)[:5]}'
+        assert 0 < np.count_nonzero(keep & ~want) < np.count_nonzero(keep), 'drop some, not all'
+
+
+@pytest.mark.skipif(not kernel.COMPILED, reason=f'the compiled passes: {kernel.COMPILE_PROBLEM}')
+@pytest.mark.parametrize('organized', [True, False], ids=['organized', 'dense'])
+def test_backproject_gives_the_same_cloud_compiled_and_in_numpy(monkeypatch, organized):
+    rng = np.random.default_rng(11)
+    depth = rng.choice([0.6, 1.0, 2.5], (30, 40)).astype(np.float32) * rng.uniform(0.97, 1.2, (30, 40))
+    depth = depth.astype(np.float32)
+    depth.flat[rng.integers(0, depth.size, 120)] = rng.choice([NAN, 0.0, np.inf, -np.inf, 0.01, 50.0], 120)
+    rays = Rays(CameraModel(Intrinsics(35.0, 36.0, 19.5, 14.5)), 40, 30)
+    clouds = []
+    for numba_on in (True, False):
+        monkeypatch.setattr(kernel, 'COMPILED', numba_on)
+        clouds.append(backproject(depth, '32FC1', rays, range_min=0.05, range_max=10.0, organized=organized,
+                                  veiling_angle=5.0, veiling_window=2))
+    got, want = clouds
+    assert got.shape == want.shape and np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
+        f'{np.count_nonzero(got.view(np.uint32) != want.view(np.uint32))} coordinates differ'
+    assert 0 < np.count_nonzero(np.isfinite(want[..., 2])) < depth.size, 'some readings, not all'
+
+
+@pytest.mark.parametrize('column', [False, True], ids=['one row', 'one column'])
+def test_an_image_smaller_than_the_window(column):
+    # Three readings along one line of sight's neighbourhood: 1 m, then 1.6 m and 3 m right behind it.
+    z = np.array([[1.0, 1.6, 3.0]], np.float32)
+    rays = np.array([[0.0, 0.005, 0.01]], np.float32), np.zeros((1, 3), np.float32)
+    if column:
+        z, rays = z.T.copy(), (rays[1].T.copy(), rays[0].T.copy())
+    expected = np.array([False, True, True]).reshape(z.shape)
+    np.testing.assert_array_equal(veiling_points(z, *rays, 5.0, 8), expected)
+    keep = np.ones(z.shape, bool)
+    veiling.drop_veiling(z, keep, *rays, 5.0, 8, veiling.scratch(z.shape, 8))
+    np.testing.assert_array_equal(keep, ~expected)
