@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from rc_offline.costmap_eval import TOPIC, DriveSplit, Variant, score_drive
     from rc_offline.demo import export_models
     from rc_offline.heldout import cache_root, ensure_split
+    from rc_perception.launch_args import node_parameters
 
     folder = ensure_split('heldout', args.frames)
     onnx = Path(args.model) if args.model else export_models(
@@ -104,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
           '(worst) | phantom | cleared after |')
     print('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
     for mode, tolerance, angle in itertools.product(*grid):
-        fusion = {**params['depth_fusion_node']['ros__parameters'], 'mode': mode,
+        fusion = {**node_parameters(params, '/depth_fusion_node'), 'mode': mode,
                   'ground_tolerance': tolerance}
-        cloud = {**params['pointcloud_xyz_node']['ros__parameters'], 'veiling_min_angle': angle}
+        cloud = {**node_parameters(params, '/pointcloud_xyz_node'), 'veiling_min_angle': angle}
         recorded = clouds(folder, students, fusion, cloud)
         stems = sorted(recorded, key=lambda s: split.poses[s].stamp)
         published = {stem: {TOPIC: got['cloud']} for stem, got in recorded.items()}
