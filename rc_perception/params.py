@@ -19,6 +19,7 @@ from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.parameter import Parameter
 
 __all__ = ['NodeParams', 'ParamSpec']
@@ -60,8 +61,9 @@ class ParamSpec:
         """A reason to reject ``value``, or None when it is acceptable."""
         if isinstance(self.default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if type(value) is not type(self.default):
-            return f'{self.name} must be {type(self.default).__name__}, got {type(value).__name__} {value!r}'
+        expected = list if isinstance(self.default, (list, tuple)) else type(self.default)
+        if type(value) is not expected:
+            return f'{self.name} must be {expected.__name__}, got {type(value).__name__} {value!r}'
         if isinstance(value, float) and math.isnan(value):
             return f'{self.name} must be a number, got NaN'
         if self.min is not None and value < self.min:
@@ -102,12 +104,17 @@ class NodeParams:
         self.specs = MappingProxyType({s.name: s for s in specs})
         self._validate = validate
         self._on_change = on_change
-        values = {}
+        values, problems = {}, []
         for spec in specs:
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-            param = node.declare_parameter(spec.name, default, spec.descriptor())
+            try:
+                param = node.declare_parameter(spec.name, default, spec.descriptor())
+            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+                # rclpy refuses a start-up value of the wrong type or outside the descriptor's range
+                problems.append(f'{spec.name}: ' + str(exc).removesuffix(f': {spec.name}'))
+                continue
             values[spec.name] = _coerce(spec, param.value)
-        problems = [p for p in (self.specs[n].check(v) for n, v in values.items()) if p]
+        problems += [p for p in (self.specs[n].check(v) for n, v in values.items()) if p]
         candidate = SimpleNamespace(**values)
         if not problems and validate is not None:
             reason = validate(candidate)
