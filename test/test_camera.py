@@ -34,6 +34,9 @@ def test_integer_factor(src, dst, expected):
 
 @pytest.mark.parametrize('src, dst, scale, offset', [
     (640, 640, 1.0, 0.0),          # same size: identity
+    (1, 1, 1.0, 0.0),              # a one-pixel axis is an axis
+    (3, 1, 3.0, 1.0),              # all of an axis into one pixel: its centre
+    (1, 4, 0.25, -0.375),          # one pixel spread over four
     (640, 320, 2.0, 1.0),          # f = 2: source pixel 2j + 1 (the later of the two central ones)
     (9, 3, 3.0, 1.0),              # f = 3: source pixel 3j + 1 (the centre)
     (8, 2, 4.0, 2.0),              # f = 4: source pixel 4j + 2
@@ -89,6 +92,13 @@ def test_decimation_by_two_keeps_existing_pixels_on_the_same_rays():
         assert (j - got.cx) / got.fx == pytest.approx((2 * j + 1 - K640.cx) / K640.fx)
 
 
+def test_one_pixel_high_images_scale_too():
+    line = Intrinsics(fx=500.0, fy=500.0, cx=3.5, cy=0.0)
+    got = scale_intrinsics(line, (8, 1), (4, 1))  # x decimated by 2, y unchanged
+    assert got == Intrinsics(fx=250.0, fy=500.0, cx=1.25, cy=0.0), got
+    assert scale_intrinsics(line, (1, 1), (2, 2)).fx == pytest.approx(1000.0)
+
+
 def test_upsampling_and_aspect_change_keep_the_centre():
     up = scale_intrinsics(Intrinsics(250.0, 260.0, 159.5, 119.5), (320, 240), (640, 480))
     assert up == Intrinsics(fx=500.0, fy=520.0, cx=pytest.approx(319.5), cy=pytest.approx(239.5)), up
@@ -113,6 +123,8 @@ def test_zero_sizes_are_named(from_size, to_size, message):
     (Intrinsics(0.0, 0.0, 0.0, 0.0), 'focal lengths must be positive, got fx=0, fy=0 .*uncalibrated'),
     (Intrinsics(500.0, -1.0, 320.0, 240.0), 'focal lengths must be positive, got fx=500, fy=-1'),
     (Intrinsics(-500.0, 500.0, 320.0, 240.0), 'focal lengths must be positive'),
+    (Intrinsics(0.0, 500.0, 320.0, 240.0), 'focal lengths must be positive, got fx=0, fy=500'),
+    (Intrinsics(500.0, 0.0, 320.0, 240.0), 'focal lengths must be positive, got fx=500, fy=0'),
     (Intrinsics(math.nan, 500.0, 320.0, 240.0), 'intrinsics must be finite'),
     (Intrinsics(500.0, 500.0, math.inf, 240.0), 'intrinsics must be finite'),
     (Intrinsics(500.0, 500.0, 320.0, -math.inf), 'intrinsics must be finite'),
