@@ -92,6 +92,18 @@ def test_each_topic_and_each_kind_of_problem_has_its_own_period(clock, log):
                                      '/a: no CameraInfo received yet: still']
 
 
+def test_defaults_a_five_second_period_and_nothing_dropped_yet(clock, log):
+    bad = BadInput(SimpleNamespace(get_logger=lambda: log))
+    assert (bad.total, bad.last_reason, list(bad.recent)) == (0, '', [])
+    bad.report('/t', 'broken: yes')
+    clock.now += 4.9
+    bad.report('/t', 'broken: yes')
+    clock.now += 0.1  # 5.0 s after the first line
+    bad.report('/t', 'broken: yes')
+    assert [line[-32:] for line in log.lines] == ['[1 dropped on this topic so far]',
+                                                  '[3 dropped on this topic so far]']
+
+
 def test_recent_reasons_keep_the_last_32(clock, log):
     bad = bad_input(log)
     for i in range(40):
@@ -115,6 +127,19 @@ def test_rate_meter_counts_and_rates_over_its_window():
     meter.tick(200.0)
     meter.tick(200.0)
     assert meter.rate(200.0) == 0.0, 'two events at one instant have no span'
+
+
+def test_rate_meter_default_window_is_five_seconds_and_its_edge_is_kept():
+    meter = RateMeter()
+    meter.tick(0.0)
+    meter.tick(5.0)  # exactly one window after the first: still inside
+    assert meter.rate(5.0) == pytest.approx(1 / 5.0)
+    meter.tick(5.5)
+    assert meter.rate(5.5) == pytest.approx(1 / 0.5), '0.0 is 5.5 s old: out of the window'
+    edge = RateMeter(window=1.0)
+    edge.tick(0.0)
+    edge.tick(1.0)
+    assert edge.rate(1.0) == pytest.approx(1.0), 'an event exactly one window old still counts'
 
 
 def test_rate_meter_evicts_on_tick():

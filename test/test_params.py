@@ -229,3 +229,14 @@ def test_read_only_parameters_cannot_change(make_node):
     assert params.values.path == '/data'
     assert not node.set_parameters([Parameter('path', value='/other')])[0].successful
     assert params.values.path == '/data'
+
+
+def test_an_accepted_change_is_logged_once_with_its_values(make_node, capfd):
+    node = make_node()
+    NodeParams(node, (RATE, SKIP))
+    capfd.readouterr()
+    assert node.set_parameters_atomically([Parameter('rate', value=4.0), Parameter('skip', value=2)]).successful
+    assert not node.set_parameters([Parameter('skip', value=0)])[0].successful
+    out = ''.join(capfd.readouterr())
+    lines = [line for line in out.splitlines() if 'parameters changed' in line]
+    assert len(lines) == 1 and lines[0].endswith('parameters changed: rate=4.0, skip=2'), out
