@@ -24,6 +24,7 @@ help:
 	@echo "make test   lint + every test tier (runs make setup first); CI runs this"
 	@echo "make setup  create $(VENV) from requirements/*.txt and install this package into it"
 	@echo "make pytest quick: pytest only, in the venv (PYTEST_ARGS=... to select)"
+	@echo "make mutation  plant bugs one at a time in the pure core and codecs, report what the unit tests miss (slow; MUTATION_ARGS=...)"
 
 setup: $(STAMP)
 
@@ -67,6 +68,11 @@ test: lint
 
 pytest: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+# Not part of `make test`: tens of minutes on a 2-core machine. doc/testing.md has the score and how to read it.
+.PHONY: mutation
+mutation: setup
+	$(TEST_ENV) $(BIN)/python tools/mutation.py $(MUTATION_ARGS)
 
 clean:
 	rm -rf build demo_output .pytest_cache .ruff_cache

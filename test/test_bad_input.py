@@ -142,6 +142,14 @@ def test_rate_meter_default_window_is_five_seconds_and_its_edge_is_kept():
     assert edge.rate(1.0) == pytest.approx(1.0), 'an event exactly one window old still counts'
 
 
+def test_rate_meter_asked_for_an_earlier_time_than_its_last_tick():
+    """Another thread may tick just after a reader took its 'now': the span is then the ticks' own."""
+    meter = RateMeter(window=10.0)
+    for t in (0.0, 1.0, 2.0):
+        meter.tick(t)
+    assert meter.rate(1.5) == pytest.approx(2 / 2.0), '3 events spanning 2 s'
+
+
 def test_rate_meter_evicts_on_tick():
     meter = RateMeter(window=1.0)
     for t in (0.0, 0.5, 1.0, 1.5, 2.0):

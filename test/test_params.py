@@ -235,7 +235,8 @@ def test_an_accepted_change_is_logged_once_with_its_values(make_node, capfd):
     node = make_node()
     NodeParams(node, (RATE, SKIP))
     capfd.readouterr()
-    assert node.set_parameters_atomically([Parameter('rate', value=4.0), Parameter('skip', value=2)]).successful
+    change = [Parameter('rate', value=4.0), Parameter('skip', value=2)]
+    assert node.set_parameters_atomically(change).successful
     assert not node.set_parameters([Parameter('skip', value=0)])[0].successful
     out = ''.join(capfd.readouterr())
     lines = [line for line in out.splitlines() if 'parameters changed' in line]
