@@ -73,15 +73,22 @@ class OffsetPerf(FakePerf):
         self.now = 7_000_000_000
 
 
-def test_phases_are_differences_of_the_timer_readings(monkeypatch):
-    perf = OffsetPerf(monkeypatch)
-    window = LatencyWindow(lambda: 2_000_000_000 + 12_000_000, window=5)
-    timer = window.frame(2_000_000_000).start()  # start() returns the timer, for chaining
-    assert isinstance(timer, latency.FrameTimer)
-    perf.now += 3_000_000
-    timer.publishing()
-    perf.now += 2_000_000
+def one_frame(perf: FakePerf, window: LatencyWindow, wait: int, compute: int, publish: int | None) -> None:
+    """Time one frame stamped at 0: ``wait`` ns to start(), ``compute`` ns to publishing() (or, when
+    ``publish`` is None, to done() without publishing() at all), then ``publish`` ns to done()."""
+    timer = window.frame(0)
+    perf.now += wait
+    assert timer.start() is timer, 'start() returns the timer, for chaining'
+    perf.now += compute
+    if publish is not None:
+        timer.publishing()
+        perf.now += publish
     timer.done()
+
+
+def test_phases_are_differences_of_the_timer_readings(monkeypatch):
+    window = LatencyWindow(lambda: 12_000_000, window=5)
+    one_frame(OffsetPerf(monkeypatch), window, wait=0, compute=3_000_000, publish=2_000_000)
     values = window.values()
     assert values == {'input age p50 (ms)': 12.0, 'input age p99 (ms)': 12.0, 'wait p50 (ms)': 0.0,
                       'wait p99 (ms)': 0.0, 'compute p50 (ms)': 3.0, 'compute p99 (ms)': 3.0,
@@ -90,13 +97,8 @@ def test_phases_are_differences_of_the_timer_readings(monkeypatch):
 
 
 def test_without_publishing_the_whole_time_after_start_is_compute(monkeypatch):
-    perf = OffsetPerf(monkeypatch)
     window = LatencyWindow(lambda: 0)
-    timer = window.frame(0)
-    perf.now += 1_000_000
-    timer.start()
-    perf.now += 5_000_000
-    timer.done()
+    one_frame(OffsetPerf(monkeypatch), window, wait=1_000_000, compute=5_000_000, publish=None)
     values = window.values()
     got = tuple(values[f'{phase} p50 (ms)'] for phase in ('wait', 'compute', 'publish'))
     assert got == (1.0, 5.0, 0.0), got
@@ -107,8 +109,6 @@ def test_the_default_window_keeps_the_last_300_frames(monkeypatch):
     perf = OffsetPerf(monkeypatch)
     window = LatencyWindow(lambda: 0)
     for ms in range(1, 302):  # 301 frames: the first (1 ms of compute) drops out
-        timer = window.frame(0).start()
-        perf.now += ms * 1_000_000
-        timer.done()
+        one_frame(perf, window, wait=0, compute=ms * 1_000_000, publish=None)
     assert len(window) == 300
     assert window.values()['compute p50 (ms)'] == 151.5, 'median of 2..301'

@@ -232,18 +232,19 @@ class Mutator(ast.NodeVisitor):
                       f"'{_SYMBOL[type(op)]}' -> '{_SYMBOL[type(other)]}'")
         self.generic_visit(node)
 
-    def visit_BinOp(self, node: ast.BinOp) -> None:
+    def _swap_operator(self, node: ast.BinOp | ast.AugAssign, suffix: str = '') -> None:
         swap = _BINOP_SWAP.get(type(node.op))
         if swap is not None:
-            self._add(node, ast.BinOp(node.left, swap(), node.right),
-                      f"'{_SYMBOL[type(node.op)]}' -> '{_SYMBOL[swap]}'")
+            mutated = ast.BinOp(node.left, swap(), node.right) if isinstance(node, ast.BinOp) else \
+                ast.AugAssign(node.target, swap(), node.value)
+            self._add(node, mutated, f"'{_SYMBOL[type(node.op)]}{suffix}' -> '{_SYMBOL[swap]}{suffix}'")
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        self._swap_operator(node)
         self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        swap = _BINOP_SWAP.get(type(node.op))
-        if swap is not None:
-            self._add(node, ast.AugAssign(node.target, swap(), node.value),
-                      f"'{_SYMBOL[type(node.op)]}=' -> '{_SYMBOL[swap]}='")
+        self._swap_operator(node, '=')
         self._add(node, 'pass', 'augmented assignment deleted')
         self.visit(node.value)
 
