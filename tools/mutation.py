@@ -338,11 +338,12 @@ def _deselected(test: Path) -> bool:
     return False
 
 
-def tests_for(path: str, root: Path = REPO) -> list[str]:
-    """The unit test files of a module: those importing it directly, plus ``EXTRA_TESTS``."""
+def tests_for(path: str, root: Path = REPO, markers: str = MARKERS) -> list[str]:
+    """The unit test files of a module: those importing it directly, plus ``EXTRA_TESTS``. Files whose
+    tier ``MARKERS`` leaves out are skipped (with other ``markers``, pytest's -m alone selects)."""
     module = module_name(path)
     found = {t.name for t in sorted((root / 'test').glob('test_*.py'))
-             if _imports_module(t, module) and not _deselected(t)}
+             if _imports_module(t, module) and (markers != MARKERS or not _deselected(t))}
     found.update(t for t in EXTRA_TESTS.get(path, ()) if (root / 'test' / t).is_file())
     return sorted(found)
 
@@ -372,8 +373,10 @@ class Outcome:
 class Runner:
     """Runs one module's tests in a private copy of the tree, with the module replaced by a mutant."""
 
-    def __init__(self, copy: Path, path: str, tests: list[str], timeout: float = 60.0) -> None:
+    def __init__(self, copy: Path, path: str, tests: list[str], timeout: float = 60.0,
+                 markers: str = MARKERS) -> None:
         self.copy = copy
+        self.markers = markers
         self.path = path
         self.tests = [f'test/{t}' for t in tests]
         self.timeout = timeout
@@ -392,7 +395,7 @@ class Runner:
     def run(self, source: bytes, fresh_numba: bool = False) -> tuple[int | None, float, str]:
         """(pytest exit code or None on timeout, seconds, output) with ``source`` as the module."""
         (self.copy / self.path).write_bytes(source)
-        cmd = [sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider', '-m', MARKERS,
+        cmd = [sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider', '-m', self.markers,
                *self.tests]
         start = time.monotonic()
         try:
@@ -469,20 +472,21 @@ def _judge_all(runners: list[Runner], todo: list[Mutant], say) -> list[Outcome]:
     return outcomes
 
 
-def run_module(spec: str, copies: list[Path], max_mutants: int | None, say) -> ModuleReport:
+def run_module(spec: str, copies: list[Path], max_mutants: int | None, say,
+               markers: str = MARKERS) -> ModuleReport:
     path, scopes = parse_module(spec)
-    tests = tests_for(path, copies[0])
+    tests = tests_for(path, copies[0], markers)
     todo = spread(mutants(path, scopes), max_mutants)
     say(f'{spec}: {len(todo)} mutants, tests: {", ".join(tests) or "none"}')
     if not tests:
         return ModuleReport(path, tests, len(todo), 0, [], 0.0, 'no unit test imports this module')
-    probe = Runner(copies[0], path, tests)
+    probe = Runner(copies[0], path, tests, markers=markers)
     ok, seconds, output = probe.baseline()
     if not ok:
         return ModuleReport(path, tests, len(todo), 0, [], seconds,
                             'the unmutated tests fail:\n' + output[-3000:])
     timeout = max(30.0, 5.0 * seconds + 10.0)
-    runners = [Runner(c, path, tests, timeout) for c in copies]
+    runners = [Runner(c, path, tests, timeout, markers) for c in copies]
     outcomes = _judge_all(runners, todo, say)
     killed = sum(o.status in ('killed', 'timeout') for o in outcomes)
     return ModuleReport(path, tests, len(todo), killed, outcomes, seconds)
@@ -517,6 +521,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--max-mutants', type=int, default=None, metavar='N',
                         help='at most N mutants per module, evenly spread over the file (default: all)')
     parser.add_argument('--jobs', type=int, default=1, help='mutants tested in parallel (default 1)')
+    parser.add_argument('--markers', default=MARKERS, metavar='EXPR',
+                        help=f'pytest -m expression of the tests run per mutant (default: {MARKERS!r}; '
+                             "e.g. 'not slow' to let node tests judge a node module)")
     parser.add_argument('--list', action='store_true', help='print the mutants and their tests; run nothing')
     parser.add_argument('--json', type=Path, metavar='FILE', help='also write the results as JSON')
     parser.add_argument('--min-score', type=float, default=None, metavar='PERCENT',
@@ -535,11 +542,11 @@ def _check_args(args) -> list[str]:
     return specs
 
 
-def _list(specs: list[str], max_mutants: int | None) -> None:
+def _list(specs: list[str], max_mutants: int | None, markers: str) -> None:
     for spec in specs:
         path, scopes = parse_module(spec)
         todo = spread(mutants(path, scopes), max_mutants)
-        print(f'{spec}: {len(todo)} mutants; tests: {", ".join(tests_for(path)) or "none"}')
+        print(f'{spec}: {len(todo)} mutants; tests: {", ".join(tests_for(path, markers=markers)) or "none"}')
         for m in todo:
             print(f'  {m.describe()}')
 
@@ -552,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'mutation: {exc}', file=sys.stderr)
         return 2
     if args.list:
-        _list(specs, args.max_mutants)
+        _list(specs, args.max_mutants, args.markers)
         return 0
 
     def say(text: str) -> None:
@@ -561,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix='rc_mutation_') as scratch:
         copies = [make_copy(Path(scratch) / f'tree{i}') for i in range(args.jobs)]
         started = time.monotonic()
-        reports = [run_module(spec, copies, args.max_mutants, say) for spec in specs]
+        reports = [run_module(spec, copies, args.max_mutants, say, args.markers) for spec in specs]
     print_summary(reports, say)
     total = sum(r.total for r in reports if not r.problem)
     score = 100.0 * sum(r.killed for r in reports if not r.problem) / max(total, 1)
