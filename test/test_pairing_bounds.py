@@ -53,8 +53,8 @@ def test_configure_applies_every_setting():
     m = p.match(340 * MS, now=0.0)
     assert (m.status, m.tof, m.confidence) == (MatchStatus.MATCHED, 3, 'c3'), m
     assert len(p.depth) == 2 and len(p.confidence) == 2, 'both buffers shrink'
-    p.depth.add(400 * MS, 4)  # a depth frame whose confidence has not come
-    assert p.match(400 * MS, now=0.0).tof == 3, 'use_confidence now set: the complete frame is chosen'
+    p.depth.add(330 * MS, 'incomplete')  # a depth frame whose confidence has not come
+    assert p.match(330 * MS, now=0.0).tof == 3, 'use_confidence now set: the complete frame is chosen'
     assert p.watch.state(2.9) is StreamState.OK and p.watch.state(3.01) is StreamState.SILENT
 
 
