@@ -469,6 +469,9 @@ def _judge_all(runners: list[Runner], todo: list[Mutant], say) -> list[Outcome]:
             outcomes.append(outcome)
             if outcome.status in ('survived', 'error'):
                 say(f'  [{i}/{len(todo)}] {outcome.status}: {outcome.mutant.describe()}')
+            elif i % 25 == 0:
+                killed = sum(o.status in ('killed', 'timeout') for o in outcomes)
+                say(f'  [{i}/{len(todo)}] {killed} killed so far')
     return outcomes
 
 
