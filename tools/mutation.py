@@ -24,7 +24,7 @@ the file, so a run is deterministic; ``--max-mutants N`` keeps N evenly spread o
 
 Each mutant is written into a private copy of the working tree (tracked and untracked, non-ignored files),
 and the module's unit tests run there with ``pytest -x`` (tests marked dds, packaging, gpu or slow are
-deselected). A failing run (or one that errors, or runs past its time limit) kills the mutant; a passing
+deselected; ``--markers`` chooses other tiers). A failing run (or one that errors, or runs past its time limit) kills the mutant; a passing
 one means it survived: a bug the unit tests cannot see. The report gives a kill score per module and every
 survivor as ``file:line: change (in function)``. The tests of a module are those test files that import it
 directly plus the ones ``EXTRA_TESTS`` names (the modules the module's behaviour reaches).
