@@ -1,4 +1,4 @@
-"""depth_fusion.pairing at its edges: defaults, the silence boundary, reset, configure and clear.
+"""depth_fusion.pairing at its edges: defaults, the silence boundary, configure and clear.
 
 Complements test_fusion_pairing.py with the cases a mutation run showed unguarded (tools/mutation.py).
 """
@@ -20,15 +20,6 @@ def test_a_stream_that_never_delivered_is_waiting_up_to_and_at_its_timeout():
     assert watch.state(10.5) is StreamState.WAITING, 'exactly the timeout after start: not yet silent'
     assert watch.state(10.5000001) is StreamState.SILENT
     assert watch.silent_for(10.25) == 0.25 and watch.count == 0
-
-
-def test_reset_forgets_the_stream():
-    watch = StreamWatch(timeout=1.0, start=0.0)
-    watch.tick(5.0)
-    watch.reset(start=20.0)
-    assert watch.state(20.5) is StreamState.WAITING, 'after reset, as if nothing had arrived since 20.0'
-    assert watch.state(21.5) is StreamState.SILENT
-    assert watch.silent_for(20.25) == 0.25, 'silence counts from the reset, not from the last arrival'
 
 
 def test_pairer_defaults_ten_frames_one_second_from_zero_without_confidence():
