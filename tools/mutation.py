@@ -24,13 +24,14 @@ the file, so a run is deterministic; ``--max-mutants N`` keeps N evenly spread o
 
 Each mutant is written into a private copy of the working tree (tracked and untracked, non-ignored files),
 and the module's unit tests run there with ``pytest -x`` (tests marked dds, packaging, gpu or slow are
-deselected; ``--markers`` chooses other tiers). A failing run (or one that errors, or runs past its time limit) kills the mutant; a passing
-one means it survived: a bug the unit tests cannot see. The report gives a kill score per module and every
-survivor as ``file:line: change (in function)``. The tests of a module are those test files that import it
-directly plus the ones ``EXTRA_TESTS`` names (the modules the module's behaviour reaches).
+deselected; ``--markers`` chooses other tiers). A failing run (or one that errors, or runs past its time
+limit) kills the mutant; a passing one means it survived: a bug the unit tests cannot see. The report gives
+a kill score per module and every survivor as ``file:line: change (in function)``. The tests of a module
+are those test files that import it directly plus the ones ``EXTRA_TESTS`` names (the modules the module's
+behaviour reaches).
 
 Exit status: 0 when every module's unmutated tests pass (and the score reaches ``--min-score``, if given),
-1 otherwise, 2 for bad arguments.
+1 otherwise, 2 for bad arguments, 130 after Ctrl-C (the summary of what was judged is printed first).
 """
 
 from __future__ import annotations
@@ -98,6 +99,15 @@ _SYMBOL = {ast.Lt: '<', ast.LtE: '<=', ast.Gt: '>', ast.GtE: '>=', ast.Eq: '==',
 
 class UsageError(Exception):
     """A bad argument: reported as one line, exit status 2."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: ``outcomes`` judged so far in the module, and its partial ``report`` once known."""
+
+    def __init__(self, outcomes: list) -> None:
+        super().__init__('interrupted')
+        self.outcomes = outcomes
+        self.report = None
 
 
 @dataclass(frozen=True)
@@ -463,16 +473,24 @@ def _judge_all(runners: list[Runner], todo: list[Mutant], say) -> list[Outcome]:
         finally:
             free.put(runner)
 
-    outcomes = []
-    with ThreadPoolExecutor(max_workers=len(runners)) as pool:
+    outcomes: list[Outcome] = []
+    pool = ThreadPoolExecutor(max_workers=len(runners))
+    try:
         for i, outcome in enumerate(pool.map(one, todo), 1):
             outcomes.append(outcome)
             if outcome.status in ('survived', 'error'):
                 say(f'  [{i}/{len(todo)}] {outcome.status}: {outcome.mutant.describe()}')
             elif i % 25 == 0:
-                killed = sum(o.status in ('killed', 'timeout') for o in outcomes)
-                say(f'  [{i}/{len(todo)}] {killed} killed so far')
+                say(f'  [{i}/{len(todo)}] {_killed(outcomes)} killed so far')
+    except KeyboardInterrupt:  # stop at once: mutants not started are dropped, the summary still comes
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise Interrupted(outcomes) from None
+    pool.shutdown()
     return outcomes
+
+
+def _killed(outcomes: list[Outcome]) -> int:
+    return sum(o.status in ('killed', 'timeout') for o in outcomes)
 
 
 def run_module(spec: str, copies: list[Path], max_mutants: int | None, say,
@@ -490,9 +508,20 @@ def run_module(spec: str, copies: list[Path], max_mutants: int | None, say,
                             'the unmutated tests fail:\n' + output[-3000:])
     timeout = max(30.0, 5.0 * seconds + 10.0)
     runners = [Runner(c, path, tests, timeout, markers) for c in copies]
-    outcomes = _judge_all(runners, todo, say)
-    killed = sum(o.status in ('killed', 'timeout') for o in outcomes)
-    return ModuleReport(path, tests, len(todo), killed, outcomes, seconds)
+    try:
+        outcomes = _judge_all(runners, todo, say)
+    except Interrupted as exc:
+        done = exc.outcomes
+        exc.report = ModuleReport(path, tests, len(done), _killed(done), done, seconds,
+                                  f'interrupted after {len(done)} of {len(todo)} mutants')
+        raise
+    return ModuleReport(path, tests, len(todo), _killed(outcomes), outcomes, seconds)
+
+
+def _totals(reports: list[ModuleReport]) -> tuple[int, int]:
+    """(mutants, killed) over the modules that judged any (not those whose tests fail or are missing)."""
+    judged = [r for r in reports if r.outcomes]
+    return sum(r.total for r in judged), sum(r.killed for r in judged)
 
 
 def print_summary(reports: list[ModuleReport], say) -> None:
@@ -501,8 +530,7 @@ def print_summary(reports: list[ModuleReport], say) -> None:
         note = f'  ** {r.problem.splitlines()[0]}' if r.problem else ''
         say(f'  {r.path:34s} {r.killed:4d} / {r.total:4d}  {r.score:5.1f} %  '
             f'(tests {r.baseline_seconds:.1f} s){note}')
-    total = sum(r.total for r in reports if not r.problem)
-    killed = sum(r.killed for r in reports if not r.problem)
+    total, killed = _totals(reports)
     say(f'  {"all":34s} {killed:4d} / {total:4d}  {100.0 * killed / max(total, 1):5.1f} %')
     survivors = [o for r in reports for o in r.survivors()]
     if survivors:
@@ -571,13 +599,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix='rc_mutation_') as scratch:
         copies = [make_copy(Path(scratch) / f'tree{i}') for i in range(args.jobs)]
         started = time.monotonic()
-        reports = [run_module(spec, copies, args.max_mutants, say, args.markers) for spec in specs]
+        reports, interrupted = [], False
+        try:
+            for spec in specs:
+                reports.append(run_module(spec, copies, args.max_mutants, say, args.markers))
+        except Interrupted as exc:
+            reports.append(exc.report)
+            interrupted = True
     print_summary(reports, say)
-    total = sum(r.total for r in reports if not r.problem)
-    score = 100.0 * sum(r.killed for r in reports if not r.problem) / max(total, 1)
+    total, killed = _totals(reports)
+    score = 100.0 * killed / max(total, 1)
     say(f'\n{total} mutants in {time.monotonic() - started:.0f} s')
     if args.json:
         args.json.write_text(json.dumps([{**asdict(r), 'score': r.score} for r in reports], indent=1))
+    if interrupted:
+        return 130
     failed = any(r.problem for r in reports) or (args.min_score is not None and score < args.min_score)
     return 1 if failed else 0
 
