@@ -97,6 +97,8 @@ def test_one_pixel_high_images_scale_too():
     got = scale_intrinsics(line, (8, 1), (4, 1))  # x decimated by 2, y unchanged
     assert got == Intrinsics(fx=250.0, fy=500.0, cx=1.25, cy=0.0), got
     assert scale_intrinsics(line, (1, 1), (2, 2)).fx == pytest.approx(1000.0)
+    point = scale_intrinsics(Intrinsics(500.0, 500.0, 1.5, 0.0), (4, 1), (1, 1))  # a whole row into 1 px
+    assert point == Intrinsics(fx=125.0, fy=500.0, cx=-0.125, cy=0.0), point  # pixel 0 sits at source 2
 
 
 def test_upsampling_and_aspect_change_keep_the_centre():
