@@ -241,3 +241,13 @@ def test_an_accepted_change_is_logged_once_with_its_values(make_node, capfd):
     out = ''.join(capfd.readouterr())
     lines = [line for line in out.splitlines() if 'parameters changed' in line]
     assert len(lines) == 1 and lines[0].endswith('parameters changed: rate=4.0, skip=2'), out
+
+
+def test_list_parameters_arrive_as_lists_whatever_sequence_rclpy_hands_over(make_node):
+    import array
+
+    node = make_node()
+    params = NodeParams(node, (ParamSpec('sizes', (1, 2), 'a list'),))
+    assert params.values.sizes == [1, 2] and type(params.values.sizes) is list
+    assert node.set_parameters([Parameter('sizes', value=array.array('q', [3, 4]))])[0].successful
+    assert params.values.sizes == [3, 4] and type(params.values.sizes) is list, params.values.sizes
