@@ -130,10 +130,11 @@ def test_every_entity_keeps_the_documented_history_and_depth(graph, name):
 
 def test_a_params_file_qos_override_takes_effect(tmp_path):
     """The YAML form of config/perception.yaml's example, given as --params-file, as a launch file does."""
-    cloud, info = f'{NS}/perception/fused_depth_points', f'{NS}/camera/camera_info'
+    ns = '/qos_override'  # apart from the module's nodes, which publish the same topics in NS
+    cloud, info = f'{ns}/perception/fused_depth_points', f'{ns}/camera/camera_info'
     params = tmp_path / 'qos.yaml'
     params.write_text(textwrap.dedent(f"""\
-        {NS}/pointcloud_xyz_node:  # fully qualified: a bare node name matches only the root namespace
+        {ns}/pointcloud_xyz_node:  # fully qualified: a bare node name matches only the root namespace
           ros__parameters:
             qos_overrides:
               {cloud}:
@@ -149,7 +150,7 @@ def test_a_params_file_qos_override_takes_effect(tmp_path):
     rclpy.init(args=['--ros-args', '--params-file', str(params)], context=context)
     executor = SingleThreadedExecutor(context=context)
     try:
-        node = PointCloudXyzNode(context=context, namespace=NS)
+        node = PointCloudXyzNode(context=context, namespace=ns)
         executor.add_node(node)
         q = next(p for p in node.publishers if p.topic_name == cloud).qos_profile
         assert (q.reliability, q.depth, q.history, q.durability) == (
@@ -157,10 +158,10 @@ def test_a_params_file_qos_override_takes_effect(tmp_path):
         q = next(s for s in node.subscriptions if s.topic_name == info).qos_profile
         assert (q.reliability, q.durability, q.history) == (
             ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE, HistoryPolicy.KEEP_ALL), q
-        depth_sub = next(s for s in node.subscriptions if s.topic_name == f'{NS}/perception/fused_depth')
+        depth_sub = next(s for s in node.subscriptions if s.topic_name == f'{ns}/perception/fused_depth')
         assert depth_sub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT, 'others keep the default'
         wait_until(lambda: node.get_publishers_info_by_topic(cloud), 10.0, f'{cloud} in the graph')
-        advertised = [i for i in node.get_publishers_info_by_topic(cloud) if i.node_namespace == NS]
+        advertised = [i for i in node.get_publishers_info_by_topic(cloud) if i.node_namespace == ns]
         assert advertised[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE, 'as DDS advertises it'
         assert node.get_parameter(f'qos_overrides.{cloud}.publisher.depth').value == 3
         node.destroy_node()
