@@ -22,9 +22,9 @@ QUIET_PIP := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2
 help:
 	@echo "make demo   run the pipeline on built-in data and write demo_output/ (runs make setup first)"
 	@echo "make test   lint + every test tier (runs make setup first); CI runs this"
+	@echo "make mutation  plant bugs one at a time in the pure core and codecs, report what the unit tests miss (slow; MUTATION_ARGS=...)"
 	@echo "make setup  create $(VENV) from requirements/*.txt and install this package into it"
 	@echo "make pytest quick: pytest only, in the venv (PYTEST_ARGS=... to select)"
-	@echo "make mutation  plant bugs one at a time in the pure core and codecs, report what the unit tests miss (slow; MUTATION_ARGS=...)"
 
 setup: $(STAMP)
 
@@ -53,6 +53,11 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# Not part of `make test`: tens of minutes on a 2-core machine. doc/testing.md has the score and how to read it.
+.PHONY: mutation
+mutation: setup
+	$(TEST_ENV) $(BIN)/python tools/mutation.py $(MUTATION_ARGS)
+
 # Every tier, the way a ROS 2 workspace runs them: colcon build into a scratch workspace, then colcon test
 # (pytest over test/: unit, real-rclpy node tests, packaging, launch tests where launch_testing exists).
 test: lint
@@ -68,11 +73,6 @@ test: lint
 
 pytest: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -ra $(PYTEST_ARGS)
-
-# Not part of `make test`: tens of minutes on a 2-core machine. doc/testing.md has the score and how to read it.
-.PHONY: mutation
-mutation: setup
-	$(TEST_ENV) $(BIN)/python tools/mutation.py $(MUTATION_ARGS)
 
 clean:
 	rm -rf build demo_output .pytest_cache .ruff_cache
