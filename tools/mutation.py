@@ -380,7 +380,7 @@ def make_copy(dest: Path) -> Path:
 @dataclass
 class Outcome:
     mutant: Mutant
-    status: str        #: killed, timeout (counts as killed), survived, error
+    status: str        #: killed, crashed, timeout (all three count as killed), survived, error
     seconds: float
 
 
@@ -428,8 +428,15 @@ class Runner:
 
     def judge(self, mutant: Mutant) -> Outcome:
         code, seconds, _ = self.run(mutant.apply(self.original).encode(), fresh_numba=self._numba)
-        # 1: a test failed; 2: collection failed (the mutant breaks the import): both notice the bug.
-        status = 'timeout' if code is None else {0: 'survived', 1: 'killed', 2: 'killed'}.get(code, 'error')
+        # 1: a test failed; 2: collection failed (the mutant breaks the import): both notice the bug. A
+        # crash (killed by a signal, e.g. a compiled kernel reading out of bounds) or a pytest internal
+        # error (3) ends the run as loudly. 4 and 5 (usage, no tests) say the run itself was wrong.
+        if code is None:
+            status = 'timeout'
+        elif code < 0 or code == 3:
+            status = 'crashed'
+        else:
+            status = {0: 'survived', 1: 'killed', 2: 'killed'}.get(code, 'error')
         return Outcome(mutant, status, seconds)
 
 
@@ -494,7 +501,7 @@ def _judge_all(runners: list[Runner], todo: list[Mutant], say) -> list[Outcome]:
 
 
 def _killed(outcomes: list[Outcome]) -> int:
-    return sum(o.status in ('killed', 'timeout') for o in outcomes)
+    return sum(o.status in ('killed', 'crashed', 'timeout') for o in outcomes)
 
 
 def run_module(spec: str, copies: list[Path], max_mutants: int | None, say,
