@@ -17,7 +17,7 @@ TEST_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST PYTHONUNBUFFERED=1
 # Some machines print a warning per package for index folders that do not exist; hide just those.
 QUIET_PIP := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: help setup demo test lint pytest colcon-test clean
+.PHONY: help setup demo test lint pytest docs clean
 
 help:
 	@echo "make demo   run the pipeline on built-in data and write demo_output/ (runs make setup first)"
@@ -25,6 +25,7 @@ help:
 	@echo "make mutation  plant bugs one at a time in the pure core and codecs, report what the unit tests miss (slow; MUTATION_ARGS=...)"
 	@echo "make setup  create $(VENV) from requirements/*.txt and install this package into it"
 	@echo "make pytest quick: pytest only, in the venv (PYTEST_ARGS=... to select)"
+	@echo "make docs   regenerate doc/parameters.md from the nodes' parameter declarations"
 
 setup: $(STAMP)
 
@@ -73,6 +74,9 @@ test: lint
 
 pytest: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+docs: setup
+	$(BIN)/python -m rc_offline.docgen
 
 clean:
 	rm -rf build demo_output .pytest_cache .ruff_cache

@@ -32,10 +32,11 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            # Nodes
-            'student_trt_node = student_trt.node:main',
-            'depth_fusion_node = depth_fusion.node:main',
-            'pointcloud_xyz_node = pointcloud_xyz.node:main',
+            # Nodes (rc_perception.composition: signals noted before the heavy imports)
+            'student_trt_node = rc_perception.composition:student_trt_node',
+            'depth_fusion_node = rc_perception.composition:depth_fusion_node',
+            'pointcloud_xyz_node = rc_perception.composition:pointcloud_xyz_node',
+            'perception_composed = rc_perception.composition:main',
             'replay_node = rc_offline.replay:main',
             # Offline tools
             'export_trt = rc_offline.export:main',

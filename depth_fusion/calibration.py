@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    'ALPHA_RANGE', 'BETA_RANGE', 'AffineFit', 'Calibration', 'CalibrationError', 'PixelPairs',
+    'ALPHA_RANGE', 'BETA_RANGE', 'AffineFit', 'Calibration', 'CalibrationError', 'CalibrationFile',
+    'PixelPairs',
     'least_squares', 'median_scale', 'read_calibration', 'rmse', 'robust_affine_fit', 'write_calibration',
 ]
 
@@ -289,3 +290,43 @@ def write_calibration(path: str | Path, calibration: Calibration) -> None:
     header = ('# depth_fusion calibration: d_metric = alpha * d_student + beta (metres).\n'
               '# Written by calibrate_fusion; depth_fusion_node loads it (parameter calibration_file).\n')
     path.write_text(header + body)
+
+
+class CalibrationFile:
+    """The node's ``calibration_file`` parameter: a new path is read when the change is validated
+    (``check``), and the same reading applied when the change is accepted (``adopt``); empty: none."""
+
+    def __init__(self) -> None:
+        self.path = ''
+        self.calibration: Calibration | None = None
+        self._checked: tuple[str, Calibration] | None = None
+
+    def check(self, path: str) -> str | None:
+        """Why ``path`` cannot be used (the file's problem), or None."""
+        path = path.strip()
+        if path and path != self.path:
+            try:
+                self._checked = (path, read_calibration(path))
+            except CalibrationError as exc:
+                return str(exc)
+        return None
+
+    def adopt(self, path: str) -> bool:
+        """Use ``path`` (checked before; read now otherwise). Returns whether a new file was loaded.
+
+        Raises:
+            CalibrationError: an unchecked file that cannot be used.
+        """
+        path = path.strip()
+        changed = path != self.path
+        if not path:
+            self.calibration = None
+        elif changed:
+            checked = self._checked if self._checked and self._checked[0] == path else None
+            self.calibration = checked[1] if checked else read_calibration(path)
+        self.path, self._checked = path, None
+        return changed and self.calibration is not None
+
+    def alpha_beta(self, alpha: float, beta: float) -> tuple[float, float]:
+        """The file's alpha, beta when one is loaded, else the given (parameter) values."""
+        return (self.calibration.alpha, self.calibration.beta) if self.calibration else (alpha, beta)

@@ -1,46 +1,42 @@
-"""Confidence-gated ToF / student depth fusion (pure numpy; no ROS imports).
+"""Confidence-gated ToF / student depth fusion on any pair of grids (pure: no ROS imports).
 
-Per pixel of the output grid:
+Per output pixel (the rule itself lives in ``depth_fusion.kernel``):
 
 * the **ToF** reading is valid when, in metres, it is finite, > 0 and within ``[range_min, range_max]``
-  (16UC1 / mono16 millimetres are converted as ``float32(mm) * 0.001``, so 0 mm is invalid), and, when a
+  (16UC1 / mono16 millimetres convert as ``float32(mm) * 0.001``, so 0 mm is invalid) and, when a
   confidence image is given, its confidence is ``>= confidence_threshold`` in the confidence image's own
   units (mono8 / mono16 / 16UC1 integers, or 32FC1; NaN confidence fails);
-* the **student** depth, after the correction of ``mode``, is valid when finite and > 0;
-* output = the ToF reading where it is valid, else the corrected student depth where that is valid,
-  else NaN (never 0.0). The source map says which: 0 none, 1 ToF, 2 student.
+* the **student** depth, after the correction of ``mode``, fills the pixels without a valid ToF reading
+  where it is finite and > 0, unless the trust gate withholds the fill (``depth_fusion.trust``);
+* else NaN (never 0.0). The source map says which: 0 none, 1 ToF, 2 student;
+* with ``ground_tolerance`` > 0, the student pixels that lie on or below the floor the valid ToF measures
+  take the floor plane's depth (``depth_fusion.ground``; still source 2: the student said "floor").
 
 A valid ToF pixel is therefore never replaced by the student, whatever the correction.
 
 Corrections of the student depth (``mode``):
 
-* ``gated``: none (the student depth as is);
-* ``affine``: ``alpha * d + beta`` with fixed alpha, beta (parameters or a calibration file);
-* ``median``: per frame, ``median(ToF) / median(student)`` over pixels where both are valid, when at least
-  ``median_min_pixels`` such pixels exist, else no correction;
-* ``online_affine``: per frame, ``depth_fusion.calibration.robust_affine_fit`` on the pixels where both are
-  valid, smoothed over frames (``online_smoothing``); a frame whose fit fails (too few inliers,
-  ill-conditioned, no ToF) contributes the calibrated alpha, beta instead, so the estimate returns to the
-  calibration while fits keep failing.
+* ``gated``: none; ``affine``: ``alpha * d + beta`` with fixed alpha, beta (parameters or a calibration file);
+* ``median``: per frame, ``median(ToF) / median(student)`` over the pixels where both are valid (at least
+  ``median_min_pixels``, else none);
+* ``online_affine``: per frame, ``calibration.robust_affine_fit`` on those pixels, smoothed over frames
+  (``online_smoothing``); a failed fit contributes the calibrated alpha, beta instead;
+* ``local``: ``online_affine``'s frame fit, then each hole (a 4-connected region without a valid ToF
+  reading) scaled by the median ToF / student ratio over the valid ToF pixels bordering it (at least
+  ``local_min_ring`` of them, else the frame fit). A border is mostly at one depth, where a scale and an
+  offset cannot be told apart: the ratio is the one number it determines well, and a wrong scale is the
+  student's dominant error. Needs the compiled kernel (without numba: the frame fit alone).
 
-``median`` and ``online_affine`` look at ``fit_sample_size`` pixel positions of the output grid, drawn once
-per grid size (seeded, so results are reproducible) rather than all of them: the fit of two numbers from a
-few thousand pixels is as good as from 300,000 and costs ~2 ms instead of ~18 ms at 480x640.
-Their pixel counts (``median_min_pixels``, ``online_min_inliers``) count pixels among those positions.
+``median``, ``online_affine``, ``local`` and the live accuracy look at ``fit_sample_size`` pixel positions
+of the output grid, drawn once per grid size (seeded): two numbers from a few thousand pixels are as good as
+from 300,000, at a fraction of the cost; their pixel counts count pixels among those positions.
 
-Resolution: the output grid is the student's by default; a ToF image of another size is resampled to it by
-nearest neighbour when the sizes differ by one integer factor on both axes (no interpolation, so invalid
-pixels are never blended into valid ones). ``output_grid='tof'`` resamples the student to the ToF grid
-instead. Downsampling by ``f`` takes source pixel ``f * i + f // 2`` (the one nearest the output pixel's
-centre; for an even ``f`` the later of the two equally near); upsampling repeats each pixel ``f`` times.
-Any other size pair raises ``GridError`` naming both.
+Grids: the output grid is the student's (``output_grid='student'``) or the ToF's (``'tof'``); the other
+image is sampled by nearest neighbour on ``rc_perception.camera.axis_map``'s convention (any sizes and
+aspects; a whole-factor decimation takes existing pixels, so a ToF pixel back-projects to the same 3-D point
+on the decimated grid as at full resolution). Nothing is interpolated, so no invalid pixel is blended in.
 
-Cost (benchmarks/bench_fusion.py): ``Fuser`` keeps its scratch and output arrays between frames and uses
-``out=`` ufuncs. The output is written chunk by chunk (about ``CHUNK_PIXELS`` pixels, so that a chunk's
-temporaries stay in the L2 cache between passes: ~20 % faster than whole-frame passes at 480x640), and the
-ToF / student selection is a branch-free blend of the float bit patterns (``_blend``), whose cost does not
-depend on the mask's pattern. Returned arrays belong to the ``Fuser`` and are overwritten by its next
-call: publish or copy them first.
+``Fuser`` keeps its output arrays between frames: a result's arrays are overwritten by the next call.
 """
 
 from __future__ import annotations
@@ -51,45 +47,32 @@ from functools import lru_cache
 
 import numpy as np
 
+from depth_fusion import kernel
 from depth_fusion.calibration import ALPHA_RANGE, BETA_RANGE, median_scale, robust_affine_fit
-from rc_perception.camera import integer_factor
+from depth_fusion.ground import GroundPlane, fit_ground, snap_to_ground
+from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict, measure_accuracy
+from rc_perception.camera import axis_map
 from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_TO_M, metre_bounds
 
-__all__ = [
-    'CONFIDENCE_ENCODINGS', 'MODES', 'OUTPUT_GRIDS', 'SOURCE_NONE', 'SOURCE_STUDENT', 'SOURCE_TOF',
-    'Correction', 'Fuser', 'FusionConfig', 'FusionResult', 'GridError', 'fuse', 'grid_scale',
-    'resample_nearest', 'tof_valid',
-]
+__all__ = ['CONFIDENCE_ENCODINGS', 'MODES', 'OUTPUT_GRIDS', 'SOURCE_NONE', 'SOURCE_STUDENT', 'SOURCE_TOF',
+           'Correction', 'Fuser', 'FusionConfig', 'FusionResult', 'fuse', 'resample_nearest', 'tof_valid']
 
-MODES = ('gated', 'affine', 'median', 'online_affine')
+MODES = ('gated', 'affine', 'median', 'online_affine', 'local')
 OUTPUT_GRIDS = ('student', 'tof')
 SOURCE_NONE, SOURCE_TOF, SOURCE_STUDENT = 0, 1, 2
-#: Encodings accepted for the ToF confidence image (threshold in the image's own units).
 CONFIDENCE_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
-#: Seed of the pixel positions that median and online_affine sample.
-SAMPLE_SEED = 0
-
-_POS_MIN, _FLT_MAX = metre_bounds()  # a depth is a reading when _POS_MIN <= d <= _FLT_MAX (> 0, finite)
-_NAN = np.float32(np.nan)
-_NAN_ARRAY_SCALAR = np.array(_NAN)  # 0-d, so that .view(np.uint32) gives an array
-_NAN_ARRAY_SCALAR.flags.writeable = False  # shared by every Fuser
-_U8 = np.uint8
-_UINT_MAX = {1: 255, 2: 65535}
-
-
-class GridError(ValueError):
-    """Two images that cannot be put on one grid; the message names both sizes."""
-
-
-def _size(shape: tuple[int, ...]) -> str:
-    return f'{shape[1]}x{shape[0]}'
-
+SAMPLE_SEED = 0  # seed of the pixel positions the fits and the accuracy look at
+_NAN_IMAGE = np.full((1, 1), np.nan, np.float32)  # stands in for a missing image: never a reading
+_ZERO_U8 = np.zeros((1, 1), np.uint8)
+_NO_RULE = (1.0, 0.0, np.float32(1.0), 0.0)  # (lo, hi, tscale, cthr) of a missing ToF: lo > hi, none passes
+for _a in (_NAN_IMAGE, _ZERO_U8):
+    _a.flags.writeable = False
 
 @dataclass(frozen=True)
 class FusionConfig:
     """Fusion settings; the field names are the node's parameter names."""
 
-    mode: str = 'gated'
+    mode: str = 'local'
     range_min: float = 0.1
     range_max: float = 4.0
     confidence_threshold: float = 50.0  # mono8 confidence (0-255); see the node parameter
@@ -101,7 +84,14 @@ class FusionConfig:
     online_min_inliers: int = 200
     online_outlier_threshold: float = 0.15
     online_min_spread: float = 0.2
+    local_min_ring: int = 20
     output_grid: str = 'student'
+    min_student_delta1: float = 0.75
+    trust_hysteresis: float = 0.05
+    trust_min_overlap: float = 0.05
+    trust_when_blind: str = 'last'
+    accuracy_smoothing: float = 0.7
+    ground_tolerance: float = 0.25
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -110,23 +100,28 @@ class FusionConfig:
 
     def problem(self) -> str | None:
         """What is wrong with these settings, or None."""
-        if self.mode not in MODES:
-            return f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"
-        if self.output_grid not in OUTPUT_GRIDS:
-            return f"output_grid must be one of {', '.join(OUTPUT_GRIDS)}, got {self.output_grid!r}"
+        for name, allowed in (('mode', MODES), ('output_grid', OUTPUT_GRIDS), ('trust_when_blind',
+                                                                                BLIND_POLICIES)):
+            if getattr(self, name) not in allowed:
+                return f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
         if not (0.0 <= self.range_min < self.range_max):
             return f'range_min ({self.range_min}) must be >= 0 and smaller than range_max ({self.range_max})'
         if not ALPHA_RANGE[0] <= self.alpha <= ALPHA_RANGE[1]:
             return f'alpha must be within [{ALPHA_RANGE[0]:g}, {ALPHA_RANGE[1]:g}], got {self.alpha}'
         if not BETA_RANGE[0] <= self.beta <= BETA_RANGE[1]:
             return f'beta must be within [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}], got {self.beta}'
-        if not 0.0 <= self.online_smoothing < 1.0:
-            return f'online_smoothing must be in [0, 1), got {self.online_smoothing}'
+        if not (0.0 <= self.online_smoothing < 1.0 and 0.0 <= self.accuracy_smoothing < 1.0):
+            return ('online_smoothing and accuracy_smoothing must be in [0, 1), got '
+                    f'{self.online_smoothing}, {self.accuracy_smoothing}')
+        if not 0.0 <= self.ground_tolerance < 1.0:
+            return f'ground_tolerance must be in [0, 1), got {self.ground_tolerance}'
         if self.online_outlier_threshold <= 0.0:
             return f'online_outlier_threshold must be > 0, got {self.online_outlier_threshold}'
-        if self.fit_sample_size < 0 or self.median_min_pixels < 1 or self.online_min_inliers < 2:
-            return ('fit_sample_size must be >= 0, median_min_pixels >= 1 and online_min_inliers >= 2, got '
-                    f'{self.fit_sample_size}, {self.median_min_pixels}, {self.online_min_inliers}')
+        if min(self.fit_sample_size, self.median_min_pixels - 1, self.online_min_inliers - 2,
+               self.local_min_ring - 1) < 0:
+            return ('fit_sample_size must be >= 0, median_min_pixels >= 1, online_min_inliers >= 2 and '
+                    f'local_min_ring >= 1, got {self.fit_sample_size}, {self.median_min_pixels}, '
+                    f'{self.online_min_inliers}, {self.local_min_ring}')
         return None
 
     @classmethod
@@ -139,12 +134,9 @@ class FusionConfig:
 
 @dataclass(frozen=True)
 class Correction:
-    """The student correction applied to one frame: ``alpha * d + beta``.
-
-    ``status``: ``none`` (gated, or median without enough pixels), ``calibrated`` (affine), ``median``,
-    ``fit`` (online fit used), ``fallback`` (online fit failed; calibrated values fed to the smoother).
-    ``detail`` says why; ``inlier_share`` and ``pixels`` describe the fit (NaN / 0 when none was made).
-    """
+    """The student correction of one frame, ``alpha * d + beta``. ``status``: ``none``, ``calibrated``,
+    ``median``, ``fit`` or ``fallback`` (online fit failed: calibrated values fed to the smoother);
+    ``detail`` says why; ``holes`` / ``holes_scaled``: local mode's holes and those scaled by their border."""
 
     alpha: float
     beta: float
@@ -152,388 +144,222 @@ class Correction:
     detail: str = ''
     inlier_share: float = float('nan')
     pixels: int = 0
+    holes: int = 0
+    holes_scaled: int = 0
 
 
 @dataclass(frozen=True)
 class FusionResult:
-    """Fused depth (float32 metres, NaN where neither source is valid), the source map (uint8; None when
-    not asked for), the correction used and the ToF validity on the output grid (None without ToF). The
-    arrays belong to the Fuser (see the module docstring)."""
+    """Fused depth (float32 m, NaN where no source is valid), source map (uint8), the correction, the
+    pixel counts taken from each source, the student's accuracy against the ToF in this frame (None
+    without both), the trust gate's verdict, the floor plane fitted to the ToF (None: none, or off) and the
+    student pixels placed on it. The arrays belong to the Fuser."""
 
     depth: np.ndarray
-    source: np.ndarray | None
+    source: np.ndarray
     correction: Correction
-    tof_valid: np.ndarray | None = None
+    tof_pixels: int
+    student_pixels: int
+    accuracy: Accuracy | None
+    verdict: Verdict
+    ground: GroundPlane | None = None
+    ground_pixels: int = 0
 
-
-# ----------------------------------------------------------------------------------------------- grids
-
-def grid_scale(src_shape: tuple[int, ...], dst_shape: tuple[int, ...], src_name: str = 'image',
-               dst_name: str = 'output grid') -> tuple[int, int]:
-    """``(up, down)`` such that ``dst = src * up / down`` on both axes, one of them 1.
-
-    Raises:
-        GridError: the sizes are not related by the same whole factor on both axes (names both sizes).
-    """
-    src_shape, dst_shape = tuple(src_shape[:2]), tuple(dst_shape[:2])
-    if src_shape == dst_shape:
-        return 1, 1
-    fy = integer_factor(src_shape[0], dst_shape[0])
-    fx = integer_factor(src_shape[1], dst_shape[1])
-    if fx is None or fy is None or fx != fy:
-        raise GridError(f'{src_name} is {_size(src_shape)} and {dst_name} {_size(dst_shape)}: not an '
-                        'integer-factor resize (the same whole factor on both axes)')
-    return (int(fx), 1) if fx >= 1 else (1, round(1.0 / fx))
-
-
-def _upsample(img: np.ndarray, factor: int, out: np.ndarray, mid: np.ndarray) -> np.ndarray:
-    """Repeat each pixel ``factor`` times on both axes into ``out`` (two broadcast copies via ``mid``)."""
-    h, w = img.shape
-    np.copyto(mid.reshape(h, w, factor), img[:, :, None])
-    np.copyto(out.reshape(h, factor, w * factor), mid[:, None, :])
-    return out
-
-
-def resample_nearest(img: np.ndarray, shape: tuple[int, int], src_name: str = 'image',
-                     dst_name: str = 'output grid') -> np.ndarray:
-    """Nearest-neighbour resample of a 2-D image to ``shape`` (an integer factor away).
-
-    Returns ``img`` itself for the same size, a strided view when downsampling (pixel ``f * i + f // 2``)
-    and a new array when upsampling.
-
-    Raises:
-        GridError: not an integer-factor resize.
-    """
-    up, down = grid_scale(img.shape, shape, src_name, dst_name)
-    if down > 1:
-        o = down // 2
-        return img[o::down, o::down]
-    if up > 1:
-        h, w = img.shape
-        return _upsample(img, up, np.empty(shape, img.dtype), np.empty((h, w * up), img.dtype))
-    return img
-
-
-# ------------------------------------------------------------------------------------------ validity
 
 @lru_cache(maxsize=32)
-def _mm_bounds(range_min: float, range_max: float) -> tuple[np.uint16, np.uint16]:
-    """Integer millimetre bounds equivalent to testing ``float32(mm) * MM_TO_M`` against
-    ``metre_bounds``, so 16UC1 and 32FC1 inputs of the same depths agree to the last pixel."""
+def _mm_bounds(range_min: float, range_max: float) -> tuple[int, int]:
+    """Integer millimetre bounds equivalent to testing ``float32(mm) * MM_TO_M`` against ``metre_bounds``
+    (16UC1 and 32FC1 inputs of the same depths agree to the last pixel); (1, 0) when none passes."""
     lo, hi = metre_bounds(range_min, range_max)
     metres = np.arange(65536, dtype=np.float32) * MM_TO_M
     ok = np.flatnonzero((metres >= lo) & (metres <= hi))
-    if ok.size == 0:
-        return np.uint16(1), np.uint16(0)  # empty interval
-    return np.uint16(ok[0]), np.uint16(ok[-1])
+    return (int(ok[0]), int(ok[-1])) if ok.size else (1, 0)
 
 
-def _check_tof(tof: np.ndarray, encoding: str) -> bool:
-    """Validate a ToF array against its encoding; returns True for millimetres."""
+def _tof_rule(tof: np.ndarray, encoding: str, confidence: np.ndarray | None, cfg) -> tuple:
+    """(lo, hi, tscale, cthr) of ``kernel``'s rule for this ToF; checks dtypes and sizes."""
     if tof.ndim != 2:
         raise ValueError(f'ToF depth must be 2-D (H, W), got shape {tof.shape}')
+    if encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"ToF depth encoding must be one of {', '.join(sorted(DEPTH_ENCODINGS))}, got "
+                         f"'{encoding}'")
+    want = np.dtype(np.uint16 if encoding in MM_ENCODINGS else np.float32)
+    if tof.dtype != want:  # native byte order too
+        raise ValueError(f"ToF encoding '{encoding}' needs {want} (native byte order), got {tof.dtype}")
+    if confidence is not None:
+        if confidence.shape != tof.shape:
+            raise ValueError(f'confidence image is {_size(confidence.shape)} and its ToF depth '
+                             f'{_size(tof.shape)}: they must be the same size')
+        if confidence.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)):
+            raise ValueError(f'confidence image must be uint8, uint16 or float32, got {confidence.dtype}')
+    threshold = cfg.confidence_threshold
+    # An integer confidence compares exactly with the threshold in float64; a float32 one, as float32;
+    # without one, the stand-in zeros (_no_confidence) pass 0.
+    cthr = 0.0 if confidence is None else float(np.float32(threshold)) if confidence.dtype.kind == 'f' \
+        else float(threshold)
     if encoding in MM_ENCODINGS:
-        if tof.dtype.kind != 'u' or tof.dtype.itemsize != 2:
-            raise ValueError(f"ToF encoding '{encoding}' needs uint16 millimetres, got {tof.dtype}")
-        return True
-    if encoding == '32FC1':
-        if tof.dtype != np.float32:  # native byte order too: the selection works on the bit patterns
-            raise ValueError(f"ToF encoding '32FC1' needs float32 metres (native byte order), got "
-                             f"{tof.dtype}")
-        return False
-    raise ValueError(f"ToF depth encoding must be one of {', '.join(sorted(DEPTH_ENCODINGS))}, "
-                     f"got '{encoding}'")
+        return (*_mm_bounds(cfg.range_min, cfg.range_max), MM_TO_M, cthr)
+    lo, hi = metre_bounds(cfg.range_min, cfg.range_max)
+    return float(lo), float(hi), np.float32(1.0), cthr
 
 
-def _check_confidence(confidence: np.ndarray, tof_shape: tuple[int, ...]) -> None:
-    if confidence.ndim != 2:
-        raise ValueError(f'confidence image must be 2-D (H, W), got shape {confidence.shape}')
-    if confidence.shape != tof_shape:
-        raise GridError(f'confidence image is {_size(confidence.shape)} and its ToF depth '
-                        f'{_size(tof_shape)}: they must be the same size')
-    kind, size = confidence.dtype.kind, confidence.dtype.itemsize
-    if not ((kind == 'u' and size in (1, 2)) or (kind == 'f' and size == 4)):
-        raise ValueError(f'confidence image must be uint8, uint16 or float32, got {confidence.dtype}')
-
-
-def _range_pass(tof: np.ndarray, is_mm: bool, range_min: float, range_max: float, out: np.ndarray,
-                tmp: np.ndarray) -> None:
-    lo, hi = _mm_bounds(range_min, range_max) if is_mm else metre_bounds(range_min, range_max)
-    np.greater_equal(tof, lo, out=out)      # NaN, 0, negatives, -inf fail here
-    np.less_equal(tof, hi, out=tmp)         # NaN, +inf fail here
-    np.logical_and(out, tmp, out=out)
-
-
-def _confidence_pass(confidence: np.ndarray, threshold: float, out: np.ndarray, tmp: np.ndarray) -> None:
-    if confidence.dtype.kind == 'u':
-        t = math.ceil(threshold)  # integer c >= threshold  <=>  c >= ceil(threshold)
-        if t <= 0:
-            return  # every value passes
-        if t > _UINT_MAX[confidence.dtype.itemsize]:
-            out.fill(False)
-            return
-        np.greater_equal(confidence, confidence.dtype.type(t), out=tmp)
-    else:
-        np.greater_equal(confidence, np.float32(threshold), out=tmp)  # NaN fails
-    np.logical_and(out, tmp, out=out)
+def _size(shape) -> str:
+    return f'{shape[1]}x{shape[0]}'
 
 
 def tof_valid(tof: np.ndarray, encoding: str, range_min: float, range_max: float,
               confidence: np.ndarray | None = None, confidence_threshold: float = 0.0) -> np.ndarray:
-    """Boolean validity of each ToF pixel (see the module docstring), at the ToF's own size.
+    """Boolean validity of each ToF pixel at the ToF's own size (the fusion's ToF rule).
 
     Raises:
-        ValueError: an encoding that is not a depth encoding, or a dtype that does not fit it.
-        GridError: a confidence image of another size.
+        ValueError: a non-depth encoding, a dtype that does not fit it, or a confidence of another size.
     """
-    is_mm = _check_tof(tof, encoding)
-    out = np.empty(tof.shape, bool)
-    tmp = np.empty(tof.shape, bool)
-    _range_pass(tof, is_mm, range_min, range_max, out, tmp)
-    if confidence is not None:
-        _check_confidence(confidence, tof.shape)
-        _confidence_pass(confidence, confidence_threshold, out, tmp)
-    return out
+    cfg = FusionConfig(range_min=range_min, range_max=range_max, confidence_threshold=confidence_threshold)
+    lo, hi, _, cthr = _tof_rule(tof, encoding, confidence, cfg)
+    return kernel.tof_reading_ok(tof, confidence, lo, hi, cthr)
 
 
-def _gather(img: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    """``img`` at flat pixel indices (of its own 2-D shape); strided views are handled too."""
-    if img.flags.c_contiguous:
-        return np.take(img.reshape(-1), flat)
-    rows, cols = np.divmod(flat, img.shape[1])
-    return img[rows, cols]
+@lru_cache(maxsize=64)
+def _index_map(src: int, dst: int) -> np.ndarray:
+    rows = axis_map(src, dst).nearest(dst, src)
+    rows.flags.writeable = False
+    return rows
 
 
-#: Pixels per chunk of the output loop: the chunk's temporaries stay in the CPU's L2 cache between passes.
-CHUNK_PIXELS = 65536
+def resample_nearest(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``img`` on a ``shape`` grid by nearest neighbour (``axis_map``'s convention), a new array."""
+    return img[np.ix_(_index_map(img.shape[0], shape[0]), _index_map(img.shape[1], shape[1]))]
 
 
-def _blend(out: np.ndarray, base, src: np.ndarray, mask: np.ndarray, diff: np.ndarray) -> None:
-    """``out = src where mask else base`` for float32 (``base`` may be a 0-d array; ``out`` may be ``base``),
-    bit-exact and NaN-safe: ``out = base + mask * (src - base)`` on the uint32 bit patterns, with
-    wrap-around arithmetic and the bool mask's bytes as the 0/1 factor. ``diff``: uint32 scratch, out's shape.
-
-    Why not a masked copy: numpy's ``copyto(where=)``, ``putmask``, boolean indexing and ``np.where``
-    branch on every mask byte, so their cost follows the mask's pattern. These three passes cost the same
-    whatever the mask: about as much as ``copyto(where=)`` on the coherent holes of a real ToF image and
-    ~4x less on a salt-and-pepper one (the 'selection' table of benchmarks/bench_fusion.py), so a scene
-    that breaks the ToF into speckle cannot blow the frame budget.
-    """
-    base_bits = base.view(np.uint32)
-    np.subtract(src.view(np.uint32), base_bits, out=diff)
-    np.multiply(diff, mask.view(_U8), out=diff)
-    np.add(base_bits, diff, out=out.view(np.uint32))
+@lru_cache(maxsize=16)
+def _sample_positions(grid: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed random (rows, cols) of ``n`` pixels of the grid, in raster order; every pixel for n = 0."""
+    total = grid[0] * grid[1]
+    flat = np.arange(total) if n == 0 or n >= total else \
+        np.sort(np.random.default_rng(SAMPLE_SEED).choice(total, n, replace=False))
+    return np.divmod(flat, grid[1])
 
 
-def _chunk_rows(shape: tuple[int, int]) -> int:
-    """Rows per chunk: the frame split into equal chunks of at most about CHUNK_PIXELS pixels."""
-    height, width = shape
-    chunks = max(1, -(-height * width // CHUNK_PIXELS))
-    return max(1, -(-height // chunks))
+@lru_cache(maxsize=8)
+def _no_index(grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Index maps that read pixel (0, 0) of a stand-in for every output pixel."""
+    maps = np.zeros(grid[0], np.int64), np.zeros(grid[1], np.int64)
+    for m in maps:
+        m.flags.writeable = False
+    return maps
 
 
-def _invalid_to_nan(depth: np.ndarray, bad: np.ndarray, tmp: np.ndarray, diff: np.ndarray) -> None:
-    """NaN (in place) where a student depth is 0, negative or infinite (scratch arrays of its shape)."""
-    np.less(depth, _POS_MIN, out=bad)      # 0, negatives, -inf; NaN compares false and stays NaN
-    np.greater(depth, _FLT_MAX, out=tmp)   # +inf
-    np.logical_or(bad, tmp, out=bad)
-    if bad.any():
-        _blend(depth, depth, _NAN_ARRAY_SCALAR, bad, diff)
+@lru_cache(maxsize=4)
+def _no_confidence(shape: tuple[int, int]) -> np.ndarray:
+    """The confidence of a ToF without one: zeros, which pass the threshold 0 of ``_tof_rule``."""
+    zeros = np.zeros(shape, np.uint8)
+    zeros.flags.writeable = False
+    return zeros
 
 
-def _corrected_student(st: np.ndarray, alpha: np.float32, beta: np.float32, scratch: np.ndarray,
-                       bad: np.ndarray, tmp: np.ndarray, diff: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``alpha * st + beta`` with NaN where that is no depth reading, and whether every pixel was one.
-
-    ``st`` itself is returned when nothing changes it (identity correction, all pixels valid); otherwise
-    the result is written to ``scratch`` (``bad``, ``tmp``, ``diff``: scratch arrays of the same shape).
-    """
-    base = st
-    if alpha != 1.0 or beta != 0.0:
-        np.multiply(st, alpha, out=scratch)
-        if beta != 0.0:
-            np.add(scratch, beta, out=scratch)
-        base = scratch
-    # min and max propagate NaN: two reductions tell whether any pixel needs checking (a network's output
-    # usually needs none).
-    if np.minimum.reduce(base, axis=None) >= _POS_MIN and np.maximum.reduce(base, axis=None) <= _FLT_MAX:
-        return base, True
-    if base is st:
-        np.copyto(scratch, st)
-        base = scratch
-    _invalid_to_nan(base, bad, tmp, diff)
-    return base, False
+@lru_cache(maxsize=16)
+def _sample_index(shape: tuple[int, int], grid: tuple[int, int], n: int) -> np.ndarray:
+    """Flat indices into an image of ``shape`` of the sampled positions of the output grid."""
+    rows, cols = _sample_positions(grid, n)
+    return _index_map(shape[0], grid[0])[rows] * shape[1] + _index_map(shape[1], grid[1])[cols]
 
 
-def _source_chunk(src: np.ndarray, out: np.ndarray, tv: np.ndarray | None, has_student: bool,
-                  all_student_valid: bool, has: np.ndarray) -> None:
-    """Source map of one chunk, by arithmetic on the masks' 0/1 bytes: SOURCE_TOF (1) where the ToF is
-    valid (``tv``), else SOURCE_STUDENT (2) where ``out`` has a value, else SOURCE_NONE (0).
-    ``has``: bool scratch of the chunk's shape."""
-    if not has_student:
-        np.copyto(src, tv.view(_U8))                                 # 1 where ToF, else 0
-    elif all_student_valid and tv is None:
-        src.fill(SOURCE_STUDENT)
-    elif all_student_valid:
-        np.subtract(_U8(SOURCE_STUDENT), tv.view(_U8), out=src)      # 2, or 2 - 1 where ToF
-    else:
-        np.equal(out, out, out=has)                                  # has a value (not NaN)
-        np.add(has.view(_U8), has.view(_U8), out=src)                # 2 where a value, else 0
-        if tv is not None:
-            np.subtract(src, tv.view(_U8), out=src)                  # ToF pixels (all valued): 1
+def _reading(d: np.ndarray) -> np.ndarray:
+    return (d >= kernel.POS_MIN) & (d <= kernel.FLT_MAX)
 
-
-# -------------------------------------------------------------------------------------------- fusion
 
 class Fuser:
-    """Fuses frames with one configuration, reusing its arrays; holds the online_affine state.
+    """Fuses frames with one configuration, reusing its arrays; holds the online fit and the trust gate.
+
+    Args:
+        config: the settings.
+        compiled: use the numba pass (default: when it compiled); False runs the numpy specification.
 
     Not thread-safe: one caller at a time (the node serializes calls).
     """
 
-    def __init__(self, config: FusionConfig | None = None) -> None:
-        self._bufs: dict[str, np.ndarray] = {}
-        self._samples: dict[tuple, np.ndarray | None] = {}
+    def __init__(self, config: FusionConfig | None = None, compiled: bool | None = None) -> None:
         self.config = config or FusionConfig()
+        self.compiled = kernel.COMPILED if compiled is None else bool(compiled) and kernel.COMPILED
+        self._bufs: dict[str, np.ndarray] = {}
         self._online: tuple[float, float] | None = None
+        c = self.config
+        self.gate = TrustGate(c.min_student_delta1, c.trust_hysteresis, c.trust_min_overlap,
+                              c.trust_when_blind, c.accuracy_smoothing)
 
     def configure(self, config: FusionConfig) -> None:
-        """Use new settings. The online_affine estimate restarts from the calibrated values when the mode,
-        alpha or beta change."""
-        old = self.config
-        self.config = config
+        """New settings; the online estimate restarts from the calibration when mode, alpha or beta change."""
+        old, self.config = self.config, config
         if (old.mode, old.alpha, old.beta) != (config.mode, config.alpha, config.beta):
             self._online = None
-        if old.fit_sample_size != config.fit_sample_size:
-            self._samples.clear()
+        self.gate.configure(config.min_student_delta1, config.trust_hysteresis, config.trust_min_overlap,
+                            config.trust_when_blind, config.accuracy_smoothing)
 
-    def reset(self) -> None:
-        """Forget the online_affine estimate."""
-        self._online = None
-
-    # -- buffers
     def _buf(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         arr = self._bufs.get(name)
         if arr is None or arr.shape != shape or arr.dtype != dtype:
-            arr = np.empty(shape, dtype)
-            self._bufs[name] = arr
+            arr = self._bufs[name] = np.empty(shape, dtype)
         return arr
 
-    def _sample_positions(self, shape: tuple[int, int]) -> np.ndarray | None:
-        """Fixed random flat pixel indices of this grid (sorted); None means every pixel."""
+    def _kernel(self, inputs: tuple, alpha, beta, fill: bool, out, source) -> tuple[int, int]:
+        student, smap, tof, tmap, conf, (lo, hi, tscale, cthr) = inputs
+        run = kernel.fuse_compiled if self.compiled else kernel.fuse_reference
+        return run(student, *smap, tof, *tmap, conf, cthr, lo, hi, tscale, np.float32(alpha),
+                   np.float32(beta), fill, out, source)
+
+    def _sampled(self, inputs: tuple, grid: tuple[int, int]):
+        """Student depth, ToF metres and ToF validity at the sampled positions."""
+        student, _, tof, _, conf, (lo, hi, tscale, cthr) = inputs
         n = self.config.fit_sample_size
-        key = (shape, n)
-        if key not in self._samples:
-            total = shape[0] * shape[1]
-            if n == 0 or n >= total:
-                self._samples[key] = None
-            else:
-                rng = np.random.default_rng(SAMPLE_SEED)
-                self._samples[key] = np.sort(rng.choice(total, n, replace=False))
-        return self._samples[key]
+        x = student.reshape(-1).take(_sample_index(student.shape, grid, n))
+        at_tof = _sample_index(tof.shape, grid, n)
+        t = tof.reshape(-1).take(at_tof)
+        ok = kernel.tof_reading_ok(t, conf.reshape(-1).take(at_tof), lo, hi, cthr)
+        return x, t.astype(np.float32) * tscale, ok
 
-    # -- the pieces
-    def _tof_on_grid(self, tof, is_mm, confidence, grid, dst_name):
-        """ToF validity on the output grid and the ToF values there (uint16 mm or float32 m views)."""
-        cfg = self.config
-        up, down = grid_scale(tof.shape, grid, 'ToF depth', dst_name)
-        tv = self._buf('tof_valid', grid, bool)
-        tmp = self._buf('tof_tmp', grid, bool)
-        if up == 1:  # same size or downsampling: work on strided views, only the output pixels
-            if down > 1:
-                o = down // 2
-                tof = tof[o::down, o::down]
-                confidence = None if confidence is None else confidence[o::down, o::down]
-            _range_pass(tof, is_mm, cfg.range_min, cfg.range_max, tv, tmp)
-            if confidence is not None:
-                _confidence_pass(confidence, cfg.confidence_threshold, tv, tmp)
-            return tv, tof, is_mm
-        # Upsampling: validity and metres at the ToF's size, NaN where invalid, then repeat the pixels.
-        small_valid = self._buf('tof_small_valid', tof.shape, bool)
-        small_tmp = self._buf('tof_small_tmp', tof.shape, bool)
-        _range_pass(tof, is_mm, cfg.range_min, cfg.range_max, small_valid, small_tmp)
-        if confidence is not None:
-            _confidence_pass(confidence, cfg.confidence_threshold, small_valid, small_tmp)
-        small = self._buf('tof_small_m', tof.shape, np.float32)
-        if is_mm:
-            np.multiply(tof, MM_TO_M, out=small, dtype=np.float32)
-        else:
-            np.copyto(small, tof)
-        np.logical_not(small_valid, out=small_tmp)
-        np.copyto(small, _NAN, where=small_tmp)
-        metres = _upsample(small, up, self._buf('tof_up_m', grid, np.float32),
-                           self._buf('tof_up_mid', (tof.shape[0], grid[1]), np.float32))
-        np.equal(metres, metres, out=tv)  # not NaN
-        return tv, metres, False
-
-    def _student_on_grid(self, student, grid, dst_name):
-        up, down = grid_scale(student.shape, grid, 'student depth', dst_name)
-        if down > 1:
-            o = down // 2
-            return student[o::down, o::down]
-        if up > 1:
-            return _upsample(student, up, self._buf('student_up', grid, np.float32),
-                             self._buf('student_up_mid', (student.shape[0], grid[1]), np.float32))
-        return student
-
-    def _overlap(self, st, tv, values, is_mm, grid) -> tuple[np.ndarray, np.ndarray]:
-        """Student and ToF depths (float64 metres) at the sampled pixels where both are valid."""
-        flat = self._sample_positions(grid)
-        if flat is None:
-            xs, tvs, ys = st, tv, values
-        else:
-            xs, tvs, ys = (_gather(a, flat) for a in (st, tv, values))
-        with np.errstate(invalid='ignore'):
-            both = tvs & (xs > 0) & (xs <= _FLT_MAX)
-        x = xs[both].astype(np.float64)
-        y = ys[both].astype(np.float64)
-        if is_mm:
-            y *= 0.001
-        return x, y
-
-    def _correction(self, st, tv, values, is_mm, grid) -> Correction:
-        cfg = self.config
+    def _correction(self, x: np.ndarray, y: np.ndarray, has_tof: bool) -> Correction:
+        """The mode's correction from the sampled pixel pairs ``x`` (student), ``y`` (ToF), float64."""
+        cfg, n = self.config, int(x.size)
         if cfg.mode == 'gated':
             return Correction(1.0, 0.0, 'none', 'gated: student depth as is')
         if cfg.mode == 'affine':
             return Correction(cfg.alpha, cfg.beta, 'calibrated', 'affine: calibrated alpha, beta')
-        if st is None:  # ToF-only frame: nothing to correct, the estimate is left as it is
-            if cfg.mode == 'online_affine':
-                alpha, beta = self._online or (cfg.alpha, cfg.beta)
-            else:
-                alpha, beta = 1.0, 0.0
-            return Correction(alpha, beta, 'none', 'no student depth')
-        x, y = self._overlap(st, tv, values, is_mm, grid) if tv is not None else (np.empty(0), np.empty(0))
-        n = int(x.size)
         if cfg.mode == 'median':
-            if tv is None:
-                return Correction(1.0, 0.0, 'none', 'median: no ToF, student depth as is')
-            if n < cfg.median_min_pixels:
-                return Correction(1.0, 0.0, 'none', f'median: too few pixels with both depths '
-                                  f'({n} < {cfg.median_min_pixels}), student depth as is', pixels=n)
-            scale = median_scale(x, y)
-            if not (math.isfinite(scale) and ALPHA_RANGE[0] <= scale <= ALPHA_RANGE[1]):
-                return Correction(1.0, 0.0, 'none', f'median: unusable scale {scale:.4g}', pixels=n)
+            scale = median_scale(x, y) if n >= cfg.median_min_pixels else math.nan
+            if n < cfg.median_min_pixels or not ALPHA_RANGE[0] <= scale <= ALPHA_RANGE[1]:
+                why = f'too few pixels with both depths ({n} < {cfg.median_min_pixels})' \
+                    if n < cfg.median_min_pixels else f'unusable scale {scale:.4g}'
+                return Correction(1.0, 0.0, 'none', f'median: {why}, student depth as is', pixels=n)
             return Correction(scale, 0.0, 'median', f'median of {n} pixels', pixels=n)
-        # online_affine
-        if tv is None:
-            ok, target, detail, share = False, (cfg.alpha, cfg.beta), 'no ToF', float('nan')
-        else:
-            fit = robust_affine_fit(x, y, outlier_threshold=cfg.online_outlier_threshold,
-                                    min_inliers=cfg.online_min_inliers, min_spread=cfg.online_min_spread)
-            ok, detail, share = fit.ok, fit.reason, fit.inlier_share
-            target = (fit.alpha, fit.beta) if fit.ok else (cfg.alpha, cfg.beta)
-        prev = self._online or (cfg.alpha, cfg.beta)
-        s = cfg.online_smoothing
+        fit = robust_affine_fit(x, y, outlier_threshold=cfg.online_outlier_threshold,
+                                min_inliers=cfg.online_min_inliers, min_spread=cfg.online_min_spread)
+        target = (fit.alpha, fit.beta) if fit.ok else (cfg.alpha, cfg.beta)
+        prev, s = self._online or (cfg.alpha, cfg.beta), cfg.online_smoothing
         self._online = (s * prev[0] + (1.0 - s) * target[0], s * prev[1] + (1.0 - s) * target[1])
-        return Correction(self._online[0], self._online[1], 'fit' if ok else 'fallback',
-                          detail if ok else f'fit failed: {detail}; calibrated values used',
-                          inlier_share=share, pixels=n)
+        detail = fit.reason if fit.ok else f"fit failed: {fit.reason if has_tof else 'no ToF'}; calibrated " \
+                                           'values used'
+        return Correction(*self._online, 'fit' if fit.ok else 'fallback', detail, fit.inlier_share, n)
 
-    # -- the frame
+    def _local(self, inputs: tuple, grid: tuple[int, int], corr: Correction):
+        """The kernel's inputs with the student replaced by its frame-corrected depth on the output grid,
+        each hole scaled by its border's ratio (``kernel.hole_scales``), and the hole counts."""
+        student, smap, tof, tmap, conf, rule = inputs
+        tof_m, src = self._buf('ring_tof', grid, np.float32), self._buf('ring_source', grid, np.uint8)
+        self._kernel(inputs, 1.0, 0.0, False, tof_m, src)  # the valid ToF alone
+        tof_ok = np.equal(src, SOURCE_TOF, out=self._buf('ring_ok', grid, bool))
+        corrected = self._buf('ring_student', grid, np.float32)
+        self._kernel((student, smap, tof, tmap, conf, _NO_RULE), corr.alpha, corr.beta, True, corrected, src)
+        labels = self._buf('labels', grid, np.int32)
+        scales = kernel.hole_scales(tof_m, tof_ok, corrected, labels, self.config.local_min_ring)
+        alphas = scales * corr.alpha
+        ok = np.isfinite(alphas) & (alphas >= ALPHA_RANGE[0]) & (alphas <= ALPHA_RANGE[1])
+        kernel.scale_holes(corrected, labels, np.where(ok, scales, 1.0).astype(np.float32))
+        same = (_index_map(grid[0], grid[0]), _index_map(grid[1], grid[1]))
+        return (corrected, same, tof, tmap, conf, rule), scales.size - 1, int(np.count_nonzero(ok))
+
     def fuse(self, student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',
-             confidence: np.ndarray | None = None, *, source_map: bool = True,
-             shape: tuple[int, int] | None = None) -> FusionResult:
+             confidence: np.ndarray | None = None, *, shape: tuple[int, int] | None = None,
+             stamp_ns: int = 0) -> FusionResult:
         """Fuse one frame.
 
         Args:
@@ -541,82 +367,78 @@ class Fuser:
             tof: the ToF depth (uint16 mm for 16UC1/mono16, float32 m for 32FC1), or None: student-only.
             tof_encoding: the ToF image's encoding.
             confidence: the ToF confidence image (same size as ``tof``); None: no confidence gating.
-            source_map: also compute the source map (0 none, 1 ToF, 2 student).
             shape: output grid of a ToF-only frame (default the ToF's size); ignored otherwise.
+            stamp_ns: the frame's stamp, for the trust gate's timing.
 
         Raises:
-            GridError: sizes that cannot share a grid (the message names both).
-            ValueError: wrong dimensions, dtypes or encodings.
+            ValueError: nothing to fuse, wrong dimensions, dtypes, encodings or confidence size.
         """
         if student is None and tof is None:
             raise ValueError('nothing to fuse: neither a student depth nor a ToF depth was given')
-        if student is not None:
-            if student.ndim != 2:
-                raise ValueError(f'student depth must be 2-D (H, W), got shape {student.shape}')
-            if student.dtype != np.float32:
-                raise ValueError(f'student depth must be float32 metres (native byte order), got '
-                                 f'{student.dtype}')
-        is_mm = False
-        if tof is not None:
-            is_mm = _check_tof(tof, tof_encoding)
-            if confidence is not None:
-                _check_confidence(confidence, tof.shape)
+        if student is not None and (student.ndim != 2 or student.dtype != np.float32):
+            raise ValueError(f'student depth must be 2-D float32 metres (native byte order), got shape '
+                             f'{student.shape} {student.dtype}')
         cfg = self.config
+        rule = _tof_rule(tof, tof_encoding, confidence, cfg) if tof is not None else _NO_RULE
+        # The compiled pass reads C-contiguous images (a padded message row is the one case that copies).
+        student, tof, confidence = (None if a is None else np.ascontiguousarray(a) for a in (student, tof,
+                                                                                             confidence))
         if student is None:
-            grid, dst_name = tuple(shape or tof.shape), 'the output grid (student depth size)'
-        elif tof is None or cfg.output_grid == 'student':
-            grid, dst_name = student.shape, 'student depth'
+            grid = tuple(shape or tof.shape)
         else:
-            grid, dst_name = tof.shape, 'ToF depth'
-        grid = tuple(int(v) for v in grid)
-
-        tv = values = st = None
-        if tof is not None:
-            tv, values, is_mm = self._tof_on_grid(tof, is_mm, confidence, grid, dst_name)
+            grid = tof.shape if tof is not None and cfg.output_grid == 'tof' else student.shape
+        grid = (int(grid[0]), int(grid[1]))
+        smap, tmap = ((_index_map(img.shape[0], grid[0]), _index_map(img.shape[1], grid[1]))
+                      if img is not None else _no_index(grid) for img in (student, tof))
+        inputs = (_NAN_IMAGE if student is None else student, smap,
+                  *((tof, tmap, _no_confidence(tof.shape) if confidence is None else confidence, rule)
+                    if tof is not None else (_NAN_IMAGE, tmap, _ZERO_U8, _NO_RULE)))
+        corr, acc, verdict, alpha_beta = Correction(1.0, 0.0, 'none', 'no student depth'), None, None, None
         if student is not None:
-            st = self._student_on_grid(student, grid, dst_name)
-        corr = self._correction(st, tv, values, is_mm, grid)
+            corr, acc = self._judge(inputs, grid, tof is not None)
+            verdict = self.gate.update(acc, stamp_ns)
+            if cfg.mode == 'local' and tof is not None and self.compiled:
+                inputs, holes, scaled = self._local(inputs, grid, corr)
+                corr = Correction(corr.alpha, corr.beta, corr.status, corr.detail, corr.inlier_share,
+                                  corr.pixels, holes, scaled)
+                alpha_beta = (1.0, 0.0)  # the student of inputs is corrected already
+        out, source = self._buf('out', grid, np.float32), self._buf('source', grid, np.uint8)
+        fill = verdict is None or verdict.fill
+        n_tof, n_student = self._kernel(inputs, *(alpha_beta or (corr.alpha, corr.beta)), fill, out, source)
+        verdict = verdict or Verdict(True, 'no student depth', None, None, False)
+        ground = self._ground(out, source, grid) if cfg.ground_tolerance > 0.0 and n_tof and n_student \
+            else None
+        return FusionResult(out, source, corr, n_tof, n_student, acc, verdict, *(ground or (None, 0)))
 
-        out = self._buf('out', grid, np.float32)
-        source = self._buf('source', grid, _U8) if source_map else None
-        # The rest runs chunk by chunk (rows), so that each chunk's temporaries stay in cache.
-        rows = _chunk_rows(grid)
-        chunk = (rows, grid[1])
-        scratch_s = self._buf('chunk_student', chunk, np.float32)
-        scratch_t = self._buf('chunk_tof', chunk, np.float32)
-        diff = self._buf('chunk_diff', chunk, np.uint32)
-        mask_a = self._buf('chunk_mask_a', chunk, bool)
-        mask_b = self._buf('chunk_mask_b', chunk, bool)
-        alpha, beta = np.float32(corr.alpha), np.float32(corr.beta)
-        for r0 in range(0, grid[0], rows):
-            r1 = min(r0 + rows, grid[0])
-            n = r1 - r0
-            o = out[r0:r1]
-            tv_c = None if tv is None else tv[r0:r1]
-            if st is None:
-                base, clean = _NAN_ARRAY_SCALAR, False
-            else:
-                base, clean = _corrected_student(st[r0:r1], alpha, beta, scratch_s[:n], mask_a[:n],
-                                                 mask_b[:n], diff[:n])
-            if tv_c is None:
-                np.copyto(o, base)
-            else:
-                tof_c = values[r0:r1]
-                if is_mm:  # cast, then a float32 multiply: to_metres' arithmetic, faster than one mixed pass
-                    np.copyto(scratch_t[:n], tof_c, casting='safe')
-                    np.multiply(scratch_t[:n], MM_TO_M, out=scratch_t[:n])
-                    tof_c = scratch_t[:n]
-                _blend(o, base, tof_c, tv_c, diff[:n])
-            if source is not None:
-                _source_chunk(source[r0:r1], o, tv_c, st is not None, clean, mask_a[:n])
-        return FusionResult(out, source, corr, tv)
+    def _ground(self, out: np.ndarray, source: np.ndarray, grid: tuple[int, int]):
+        """(the floor plane of the valid ToF at the sampled positions, student pixels placed on it), or None
+        when no floor-like plane fits (``depth_fusion.ground``)."""
+        rows, cols = _sample_positions(grid, self.config.fit_sample_size)
+        flat = rows * grid[1] + cols
+        tof = source.reshape(-1).take(flat) == SOURCE_TOF
+        plane = fit_ground(cols[tof], rows[tof], out.reshape(-1).take(flat)[tof], grid)
+        if plane is None:
+            return None
+        inverse = plane.inverse_depth(grid, self._buf('ground_inverse', grid, np.float32))
+        student = np.equal(source, SOURCE_STUDENT, out=self._buf('ground_student', grid, bool))
+        scratch = self._buf('ground_ratio', grid, np.float32), self._buf('ground_mask', grid, bool)
+        snapped = snap_to_ground(out, student, inverse, self.config.ground_tolerance, *scratch)
+        return plane, snapped
 
+    def _judge(self, inputs: tuple, grid: tuple[int, int], has_tof: bool):
+        """The frame's correction and the corrected student's accuracy, from the sampled pixels."""
+        if not has_tof:
+            empty = np.empty(0)
+            return self._correction(empty, empty, False), None
+        x, y, tof_ok = self._sampled(inputs, grid)
+        both = tof_ok & _reading(x)
+        corr = self._correction(x[both].astype(np.float64), y[both].astype(np.float64), True)
+        d = x * np.float32(corr.alpha) + np.float32(corr.beta)
+        both = tof_ok & _reading(d)
+        return corr, measure_accuracy(d[both], y[both], x.size)
 
 def fuse(student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',
          confidence: np.ndarray | None = None, config: FusionConfig | None = None, *,
-         source_map: bool = True, shape: tuple[int, int] | None = None) -> FusionResult:
-    """One frame with a fresh ``Fuser`` (no online_affine history); the arrays returned are new.
-
-    See ``Fuser.fuse`` for the arguments.
-    """
-    return Fuser(config).fuse(student, tof, tof_encoding, confidence, source_map=source_map, shape=shape)
+         shape: tuple[int, int] | None = None) -> FusionResult:
+    """One frame with a fresh ``Fuser`` (no history); see ``Fuser.fuse`` for the arguments."""
+    return Fuser(config).fuse(student, tof, tof_encoding, confidence, shape=shape)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-__all__ = ['Match', 'MatchStatus', 'StampedBuffer', 'StreamState', 'StreamWatch', 'ToFPairer', 'stamp_ns']
+__all__ = ['Match', 'MatchStatus', 'StampedBuffer', 'StreamState', 'StreamWatch', 'StudentHold', 'ToFPairer',
+           'stamp_ns']
 
 T = TypeVar('T')
 
@@ -116,11 +117,6 @@ class StreamWatch:
         """Seconds since the last arrival (since ``start`` when none yet)."""
         return now - (self._start if self._last is None else self._last)
 
-    def reset(self, start: float) -> None:
-        """Forget the stream's history (e.g. after a clock jump)."""
-        self._start = start
-        self._last = None
-
 
 class MatchStatus(str, Enum):
     MATCHED = 'matched'
@@ -208,6 +204,69 @@ class ToFPairer:
                 return Match(MatchStatus.MATCHED, self.depth.exact(s), confidence, s, (stamp - s) / NS_PER_S)
         return Match(MatchStatus.NO_CONFIDENCE, tof_stamp=tof_stamp, dt=dt)
 
+    def newest_usable(self) -> int | None:
+        """Stamp of the newest buffered ToF frame that can be fused (with its confidence, when used)."""
+        usable = [s for s, _ in self.depth if not self.use_confidence or self.confidence.exact(s) is not None]
+        return usable[-1] if usable else None
+
+    def alone(self, stamp: int, last: int) -> tuple[Any, Any] | None:
+        """The (depth, confidence or None) of ``stamp`` to publish alone after the frame stamped ``last``
+        was; None when it is incomplete, already published or older than ``last`` - unless the stamps
+        jumped back by more than a second (a restarted camera, a bag looping on its own stamps)."""
+        depth, confidence = self.depth.exact(stamp), self.confidence.exact(stamp)
+        if last - NS_PER_S < stamp <= last or depth is None or (self.use_confidence and confidence is None):
+            return None
+        return depth, confidence if self.use_confidence else None
+
     def clear(self) -> None:
         self.depth.clear()
         self.confidence.clear()
+
+
+class StudentHold:
+    """When a student frame is paired: the pairing rule in time, independent of callback order.
+
+    A student frame is matched at once when the newest usable ToF frame is at or after its stamp (nothing
+    nearer can come), when the ToF stream is silent, or when ``max_time_diff`` is 0. Otherwise it is held,
+    because a ToF frame nearer in stamp may still be on its way (the topics are independent, and an
+    executor may serve them in any order): it is matched when a usable ToF at or after its stamp arrives
+    (``poll`` after each ToF or confidence image), when ``max_time_diff`` seconds of arrival time have
+    passed (``poll`` from a timer at ``deadline``), or when the next student frame arrives. At most one
+    frame is held. Each method returns the ``(item, Match)`` pairs ready to fuse, oldest first.
+    """
+
+    def __init__(self, pairer: ToFPairer) -> None:
+        self.pairer = pairer
+        self._held: tuple[int, Any, float] | None = None  # stamp, item, deadline (monotonic seconds)
+
+    @property
+    def deadline(self) -> float | None:
+        """Monotonic time at which the held frame must be matched; None when none is held."""
+        return self._held[2] if self._held else None
+
+    def _ready(self, stamp: int, now: float) -> bool:
+        newest = self.pairer.newest_usable()
+        return (self.pairer.max_time_diff <= 0.0 or (newest is not None and newest >= stamp)
+                or self.pairer.watch.state(now) is StreamState.SILENT)
+
+    def offer(self, stamp: int, item: Any, now: float) -> list[tuple[Any, Match]]:
+        """A student frame arrived: the held one (if any) is matched now, this one now or later."""
+        out = self._release(now)
+        if self._ready(stamp, now):
+            out.append((item, self.pairer.match(stamp, now)))
+        else:
+            self._held = (stamp, item, now + self.pairer.max_time_diff)
+        return out
+
+    def poll(self, now: float) -> list[tuple[Any, Match]]:
+        """Match the held frame if a usable ToF at or after it has arrived or its time is up."""
+        if self._held and (now >= self._held[2] or self._ready(self._held[0], now)):
+            return self._release(now)
+        return []
+
+    def _release(self, now: float) -> list[tuple[Any, Match]]:
+        if self._held is None:
+            return []
+        stamp, item, _ = self._held
+        self._held = None
+        return [(item, self.pairer.match(stamp, now))]

@@ -1,108 +1,75 @@
 """rc_perception on the robot: student network, ToF fusion and point cloud, for Nav2's local costmap.
 
     ros2 launch rc_perception perception.launch.py model_path:=/path/student_fp16.engine
+    ros2 launch rc_perception perception.launch.py -s        # every argument, with its meaning
 
-Launch arguments left empty keep the value in the params file (config/perception.yaml by default).
-Each stage can also be started alone: student.launch.py, fusion.launch.py, pointcloud.launch.py.
+The arguments are declared and checked in one place (rc_perception.launch_args): every value is checked
+before any process starts, and a bad one stops the launch with one line naming it and what is allowed.
+Without a model (launch argument or params file) the student is off and the ToF -> cloud path runs
+alone. ``composed:=true`` runs the nodes in one process. By default a node that exits stops the whole
+launch (non-zero exit code when it failed); ``use_respawn:=true`` restarts it instead. The stage files
+(student, fusion, pointcloud .launch.py) are this file with one stage.
 """
 
+import tempfile
+
+import yaml
 from launch import LaunchDescription
-from launch.actions import (
-    DeclareLaunchArgument,
-    GroupAction,
-    IncludeLaunchDescription,
-    LogInfo,
-    SetEnvironmentVariable,
-)
-from launch.conditions import IfCondition, UnlessCondition
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node, PushRosNamespace
-from launch_ros.substitutions import FindPackageShare
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutdown
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
 
-from rc_perception.fastdds import profile_variable
+from rc_perception.launch_args import ARGUMENTS, LaunchPlan, NodeProcess, exit_message, plan_launch
 
-PACKAGE = 'rc_perception'
+
+class NodeFailed(RuntimeError):
+    """A node's process failed while the pipeline ran (the launch logs this one line and exits 1)."""
+
+
+def _stop_launch(event, context):
+    """Default policy (use_respawn:=false): a node that exits takes the launch down."""
+    if context.is_shutdown:
+        return None  # stopping anyway (Ctrl-C, another node's failure)
+    message = exit_message(event.action.process_details['name'], event.returncode)
+    if event.returncode != 0:
+        raise NodeFailed(message)
+    return [LogInfo(msg=f'rc_perception: {message}'), Shutdown(reason=message)]
+
+
+def _params_file(params: dict) -> str:
+    """Write launch-generated parameters where the node processes can read them (as launch_ros does)."""
+    with tempfile.NamedTemporaryFile('w', prefix='rc_perception_', suffix='.yaml', delete=False) as fh:
+        yaml.safe_dump(params, fh, sort_keys=False)
+    return fh.name
+
+
+def _node(process: NodeProcess, plan: LaunchPlan, parameters: list[str]) -> Node:
+    return Node(
+        package='rc_perception', executable=process.executable, name=process.name,
+        namespace=plan.namespace, output='screen', parameters=parameters,
+        remappings=list(process.remappings), arguments=list(process.arguments),
+        ros_arguments=['--log-level', plan.log_level], additional_env=plan.environment,
+        respawn=plan.respawn, respawn_delay=plan.respawn_delay,
+        on_exit=None if plan.respawn else _stop_launch)
+
+
+def _start(context):
+    """Check every argument, then return the actions; nothing has started before this returns."""
+    plan = plan_launch({a.name: LaunchConfiguration(a.name).perform(context) for a in ARGUMENTS},
+                       pushed_namespace=context.launch_configurations.get('ros_namespace', ''))
+    params = plan.params_file if plan.scoped_params is None else _params_file(plan.scoped_params)
+    parameters = [params, _params_file(plan.overrides)]
+    actions = [LogInfo(msg=f'rc_perception: {note}') for note in plan.notes]
+    actions += [_node(process, plan, parameters) for process in plan.processes]
+    actions += [Node(package='tf2_ros', executable='static_transform_publisher', namespace=plan.namespace,
+                     name=tf.node, arguments=tf.arguments(), output='screen')
+                for tf in plan.transforms]
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = FindPackageShare(PACKAGE)
-    namespace = LaunchConfiguration('namespace')
-    large_messages = LaunchConfiguration('fastdds_large_messages')
-    profile = PathJoinSubstitution([share, 'config', 'fastdds_large_messages.xml'])
-
-    def include(stage: str, names: list[str]) -> IncludeLaunchDescription:
-        return IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(PathJoinSubstitution([share, 'launch', f'{stage}.launch.py'])),
-            launch_arguments={name: LaunchConfiguration(name) for name in names}.items())
-
-    arguments = [
-        DeclareLaunchArgument('namespace', default_value='',
-                              description='Namespace for all nodes and their relative topics'),
-        DeclareLaunchArgument('params_file',
-                              default_value=PathJoinSubstitution([share, 'config', 'perception.yaml']),
-                              description='Parameters of all three nodes (YAML)'),
-        DeclareLaunchArgument('use_sim_time', default_value='false',
-                              description='Use /clock (bag replay, simulation)'),
-        DeclareLaunchArgument('log_level', default_value='info',
-                              description='Log level of the nodes (debug, info, warn, error)'),
-        DeclareLaunchArgument('model_path', default_value='',
-                              description='Student model (.engine/.plan for TensorRT, .onnx for ONNX '
-                                          'Runtime); empty: the params file value'),
-        DeclareLaunchArgument('backend', default_value='',
-                              description='auto | tensorrt | onnxruntime; empty: the params file value'),
-        DeclareLaunchArgument('fusion_mode', default_value='',
-                              description='gated | affine | median | online_affine; '
-                                          'empty: the params file value'),
-        DeclareLaunchArgument('publish_source_map', default_value='',
-                              description='true | false: publish which source each fused pixel came from; '
-                                          'empty: the params file value'),
-        DeclareLaunchArgument('rgb_topic', default_value='camera/rgb',
-                              description='RGB image topic of the camera (student input)'),
-        DeclareLaunchArgument('depth_topic', default_value='camera/depth',
-                              description='ToF depth image topic, registered to the RGB optical frame'),
-        DeclareLaunchArgument('confidence_topic', default_value='camera/depth/confidence',
-                              description='ToF confidence image topic (optional stream)'),
-        DeclareLaunchArgument('camera_info_topic', default_value='camera/camera_info',
-                              description='CameraInfo of the RGB camera (intrinsics for the point cloud)'),
-        DeclareLaunchArgument('fastdds_large_messages', default_value='true',
-                              description='Give the nodes the Fast DDS profile for large best-effort '
-                                          'messages (needed for clouds > 512 KB between processes)'),
-        DeclareLaunchArgument('publish_camera_tf', default_value='false',
-                              description='Publish a static transform base_frame -> camera_frame'),
-        DeclareLaunchArgument('base_frame', default_value='base_link',
-                              description='Parent frame of the static camera transform'),
-        DeclareLaunchArgument('camera_frame', default_value='camera_color_optical_frame',
-                              description='Optical frame of the RGB camera (the clouds\' frame_id)'),
-        *[DeclareLaunchArgument(f'camera_{axis}', default_value=default,
-                                description=f'Static camera transform: {axis} ({unit})')
-          for axis, default, unit in (('x', '0.10', 'm'), ('y', '0.0', 'm'), ('z', '0.20', 'm'),
-                                      ('roll', '-1.5708', 'rad'), ('pitch', '0.0', 'rad'),
-                                      ('yaw', '-1.5708', 'rad'))],
-    ]
-
-    camera_tf = Node(
-        condition=IfCondition(LaunchConfiguration('publish_camera_tf')),
-        package='tf2_ros', executable='static_transform_publisher', name='camera_static_tf',
-        arguments=['--x', LaunchConfiguration('camera_x'), '--y', LaunchConfiguration('camera_y'),
-                   '--z', LaunchConfiguration('camera_z'), '--roll', LaunchConfiguration('camera_roll'),
-                   '--pitch', LaunchConfiguration('camera_pitch'), '--yaw', LaunchConfiguration('camera_yaw'),
-                   '--frame-id', LaunchConfiguration('base_frame'),
-                   '--child-frame-id', LaunchConfiguration('camera_frame')])
-
-    pipeline = GroupAction([
-        PushRosNamespace(namespace),
-        # FASTDDS_DEFAULT_PROFILES_FILE (Jazzy and newer) or FASTRTPS_... (Humble). The nodes would apply
-        # the profile themselves; setting it here makes it explicit and lets the argument turn it off.
-        SetEnvironmentVariable(profile_variable(), profile, condition=IfCondition(large_messages)),
-        SetEnvironmentVariable('RC_PERCEPTION_FASTDDS_PROFILE', 'off',
-                               condition=UnlessCondition(large_messages)),
-        LogInfo(msg=['rc_perception: Fast DDS large-message profile ', profile],
-                condition=IfCondition(large_messages)),
-        include('student', ['params_file', 'use_sim_time', 'log_level', 'model_path', 'backend',
-                            'rgb_topic']),
-        include('fusion', ['params_file', 'use_sim_time', 'log_level', 'fusion_mode', 'publish_source_map',
-                           'depth_topic', 'confidence_topic']),
-        include('pointcloud', ['params_file', 'use_sim_time', 'log_level', 'camera_info_topic']),
+    return LaunchDescription([
+        *(DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
+          for a in ARGUMENTS),
+        OpaqueFunction(function=_start),
     ])
-    return LaunchDescription([*arguments, camera_tf, pipeline])

@@ -1,36 +1,18 @@
 """pointcloud_xyz_node alone: /perception/fused_depth + camera info -> /perception/fused_depth_points.
 
-    ros2 launch rc_perception pointcloud.launch.py camera_info_topic:=/camera/color/camera_info
+    ros2 launch rc_perception pointcloud.launch.py [ARGUMENT:=VALUE ...]
+
+perception.launch.py with stages:=pointcloud: the same arguments, checks and exit policy.
 """
 
+from pathlib import Path
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
-
-from rc_perception.launch_args import to_bool
-
-
-def _node(context):
-    arg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    return [Node(
-        package='rc_perception', executable='pointcloud_xyz_node', name='pointcloud_xyz_node',
-        output='screen',
-        parameters=[arg('params_file'), {'use_sim_time': to_bool(arg('use_sim_time'))}],
-        remappings=[('camera/camera_info', arg('camera_info_topic'))],
-        ros_arguments=['--log-level', arg('log_level')])]
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = FindPackageShare('rc_perception')
-    return LaunchDescription([
-        DeclareLaunchArgument('params_file',
-                              default_value=PathJoinSubstitution([share, 'config', 'perception.yaml']),
-                              description='Parameters file (YAML)'),
-        DeclareLaunchArgument('use_sim_time', default_value='false', description='Use /clock'),
-        DeclareLaunchArgument('log_level', default_value='info', description='Log level'),
-        DeclareLaunchArgument('camera_info_topic', default_value='camera/camera_info',
-                              description='CameraInfo of the camera the depth image is registered to'),
-        OpaqueFunction(function=_node),
-    ])
+    pipeline = str(Path(__file__).with_name('perception.launch.py'))
+    return LaunchDescription([IncludeLaunchDescription(PythonLaunchDescriptionSource(pipeline),
+                                                       launch_arguments={'stages': 'pointcloud'}.items())])

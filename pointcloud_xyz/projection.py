@@ -1,94 +1,230 @@
-"""Depth image -> x, y, z points (pure numpy; no ROS imports).
+"""Depth image -> x, y, z points, and the clearing points of pixels without depth (pure numpy; no ROS).
 
-For a pixel (u, v) with depth z along the optical axis and intrinsics fx, fy, cx, cy:
-``x = (u - cx) / fx * z``, ``y = (v - cy) / fy * z``, ``z = z`` in the camera's optical frame
-(x right, y down, z forward). The per-pixel ray factors ``(u - cx) / fx`` and ``(v - cy) / fy`` depend
-only on the intrinsics, the image size and the decimation, so ``RayGrid`` computes them once and keeps
-them until one of those changes.
+A pixel with depth ``z`` (metres along the optical axis, REP 118) lies at ``z * (rx, ry, 1)`` in the
+camera's optical frame (x right, y down, z forward), where ``(rx, ry)`` is the pixel's ray: for a pinhole
+camera ``((u - cx) / fx, (v - cy) / fy)``, through a lens the undistorted normalized coordinates of that
+pixel (``Distortion.undistort``). Rays depend only on the camera model, the image size and the decimation,
+so ``RayGrid`` builds them once per grid and keeps them; each grid also keeps the scratch buffers of its
+shape. An organized cloud therefore allocates nothing per frame but its output, which the caller may hand
+in (``out``: e.g. ``codecs.CloudWriter.points``, the message's own payload); a dense one (and the clearing
+points) also gathers its points through masked copies of the point count's size.
+
+Decimation by ``skip`` keeps the image pixels ``skip * j + skip // 2`` of each axis: the package's grid
+convention for whole-factor decimation (``rc_perception.camera.axis_map``), so the points of a decimated
+cloud are exactly the full-resolution cloud's points of those pixels.
+
+Every pixel falls in one class, by its depth in metres ``d`` (16UC1/mono16 millimetres convert as
+``float32(mm) * 0.001``, as ``rc_perception.depth`` does) and the float32 range bounds ``lo, hi`` of
+``depth.metre_bounds(range_min, range_max)``:
+
+* a reading, ``lo <= d <= hi``: a point of the cloud;
+* beyond range, ``d > hi`` (``+inf`` included, the "too far" of drivers that say so): a clearing ray;
+* no reading: NaN, 0 (0 mm), or negative, but not ``-inf``: a clearing ray;
+* too near, ``0 < d < lo``, or ``-inf`` ("too close"): nothing; something is there, too near to measure.
+
+A clearing point lies on its pixel's ray at ``distance`` metres from the camera, or at the reading when a
+beyond-range reading is nearer than that: Nav2 clears along the line to it and marks nothing there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
+from pointcloud_xyz.distortion import Distortion
+from pointcloud_xyz.veiling import veiling_points
 from rc_perception.camera import Intrinsics
-from rc_perception.depth import to_metres
+from rc_perception.depth import MM_ENCODINGS, MM_TO_M, metre_bounds
 
-__all__ = ['RayGrid', 'backproject']
+__all__ = ['CameraModel', 'RayGrid', 'Rays', 'backproject', 'clearing_points']
+
+#: ``out`` argument: gives the float32 array to fill for a shape, (H, W, 3) or (N, 3).
+Allocator = Callable[[tuple[int, ...]], np.ndarray]
+
+
+def _new_array(shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """The camera of a depth image: intrinsics for the image's own grid, and its lens distortion."""
+
+    intrinsics: Intrinsics
+    distortion: Distortion | None = None
+
+
+class Rays:
+    """The rays of one grid: the pixels ``skip * j + skip // 2`` of a ``width`` x ``height`` image.
+
+    ``x``, ``y``: float32 ray factors, (1, W') and (H', 1) for a pinhole camera (broadcast), (H', W')
+    through a lens; ``valid``: None, or the (H', W') mask of pixels that have a ray (undistortion can fail
+    at the rim of a strong lens).
+    """
+
+    def __init__(self, model: CameraModel, width: int, height: int, skip: int = 1) -> None:
+        if skip < 1:
+            raise ValueError(f'skip must be >= 1, got {skip}')
+        self.skip, self.offset = skip, skip // 2
+        intr = model.intrinsics
+        xn = (np.arange(self.offset, width, skip, dtype=np.float64) - intr.cx) / intr.fx
+        yn = (np.arange(self.offset, height, skip, dtype=np.float64) - intr.cy) / intr.fy
+        self.shape = (yn.size, xn.size)
+        self.valid: np.ndarray | None = None
+        if model.distortion is None:
+            self.x = xn.astype(np.float32)[None, :]
+            self.y = yn.astype(np.float32)[:, None]
+        else:
+            x, y = model.distortion.undistort(*np.meshgrid(xn, yn))
+            self.x, self.y = x.astype(np.float32), y.astype(np.float32)
+            finite = np.isfinite(self.x)
+            self.valid = None if finite.all() else finite
+        self._full: tuple[np.ndarray, np.ndarray] | None = None
+        self._clearing: tuple[float, np.ndarray] | None = None
+        # Scratch of this grid's shape, reused every frame: depth in metres and two masks.
+        self._z = np.empty(self.shape, dtype=np.float32)
+        self._m1 = np.empty(self.shape, dtype=bool)
+        self._m2 = np.empty(self.shape, dtype=bool)
+        self._readings: np.ndarray | None = None   # the veiling test's scratch, made on first use
+        self._veiling: np.ndarray | None = None
+
+    def sample(self, depth: np.ndarray) -> np.ndarray:
+        """The kept pixels of an image of this grid's size (a view)."""
+        if self.skip == 1:
+            return depth
+        return depth[self.offset::self.skip, self.offset::self.skip]
+
+    def full(self) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` and ``y`` as full (H', W') arrays (for gathering with a mask)."""
+        if self._full is None:
+            self._full = (np.ascontiguousarray(np.broadcast_to(self.x, self.shape)),
+                          np.ascontiguousarray(np.broadcast_to(self.y, self.shape)))
+        return self._full
+
+    def clearing_depths(self, distance: float) -> np.ndarray:
+        """(H', W') float32: the optical depth at which each ray is ``distance`` metres from the camera,
+        ``distance / sqrt(x^2 + y^2 + 1)`` (NaN where the pixel has no ray)."""
+        if self._clearing is None or self._clearing[0] != distance:
+            x, y = (a.astype(np.float64) for a in self.full())
+            self._clearing = (distance, (distance / np.sqrt(x * x + y * y + 1.0)).astype(np.float32))
+        return self._clearing[1]
+
+    def metres(self, depth: np.ndarray, encoding: str) -> np.ndarray:
+        """The kept pixels of ``depth`` in float32 metres, into this grid's scratch (no range test)."""
+        depth = self.sample(depth)
+        if depth.shape != self.shape:
+            raise ValueError(f'depth image of {depth.shape} kept pixels does not fit a grid of {self.shape}')
+        if encoding in MM_ENCODINGS:
+            np.multiply(depth, MM_TO_M, out=self._z, dtype=np.float32)
+        elif encoding == '32FC1':
+            np.copyto(self._z, depth)
+        else:
+            raise ValueError(f"depth image encoding must be 16UC1, mono16 or 32FC1, got '{encoding}'")
+        return self._z
 
 
 class RayGrid:
-    """Cached ray factors for one (intrinsics, width, height, skip) at a time."""
+    """The ``Rays`` of the few grids a node uses (its cloud's and its clearing cloud's), each built once
+    and kept until the camera model, image size or decimation changes. Not thread-safe: one user at a time."""
 
-    def __init__(self) -> None:
-        self._key: tuple | None = None
-        self._x: np.ndarray | None = None
-        self._y: np.ndarray | None = None
-        self._full: tuple[np.ndarray, np.ndarray] | None = None
+    def __init__(self, capacity: int = 4) -> None:
+        self._capacity = capacity
+        self._cache: dict[tuple, Rays] = {}
         self.rebuilds = 0
 
-    def factors(self, intr: Intrinsics, width: int, height: int,
-                skip: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Row vector ``(u - cx) / fx`` (1, W') and column vector ``(v - cy) / fy`` (H', 1), float32,
-        for the pixels ``u = 0, skip, 2 * skip, ...`` and likewise ``v``."""
-        key = (intr, width, height, skip)
-        if key != self._key:
-            u = np.arange(0, width, skip, dtype=np.float64)
-            v = np.arange(0, height, skip, dtype=np.float64)
-            self._x = ((u - intr.cx) / intr.fx).astype(np.float32)[None, :]
-            self._y = ((v - intr.cy) / intr.fy).astype(np.float32)[:, None]
-            self._full = None
-            self._key = key
+    def rays(self, model: CameraModel, width: int, height: int, skip: int = 1) -> Rays:
+        key = (model, width, height, skip)
+        rays = self._cache.get(key)
+        if rays is None:
+            rays = Rays(model, width, height, skip)
             self.rebuilds += 1
-        return self._x, self._y
-
-    def full_factors(self) -> tuple[np.ndarray, np.ndarray]:
-        """The factors of the last ``factors()`` call broadcast to full (H', W') images (for dense
-        output, which gathers them with a mask)."""
-        if self._full is None:
-            shape = (self._y.shape[0], self._x.shape[1])
-            self._full = (np.ascontiguousarray(np.broadcast_to(self._x, shape)),
-                          np.ascontiguousarray(np.broadcast_to(self._y, shape)))
-        return self._full
+            if len(self._cache) >= self._capacity:
+                self._cache.pop(next(iter(self._cache)))  # the oldest grid
+            self._cache[key] = rays
+        return rays
 
 
-def backproject(depth: np.ndarray, encoding: str, intr: Intrinsics, *, range_min: float = 0.0,
-                range_max: float = float('inf'), skip: int = 1, organized: bool = True,
-                grid: RayGrid | None = None) -> np.ndarray:
-    """Back-project a depth image to float32 points.
+def _gather(z: np.ndarray, keep: np.ndarray, rays: Rays, out: Allocator) -> np.ndarray:
+    """(N, 3) points ``z * ray`` of the ``keep`` pixels, in row-major order."""
+    points = out((int(np.count_nonzero(keep)), 3))
+    x_full, y_full = rays.full()
+    points[:, 2] = z[keep]
+    np.multiply(x_full[keep], points[:, 2], out=points[:, 0])
+    np.multiply(y_full[keep], points[:, 2], out=points[:, 1])
+    return points
+
+
+def _drop_veiling(z: np.ndarray, keep: np.ndarray, rays: Rays, min_angle: float, window: int) -> None:
+    """Clear ``keep`` at the veiling points among the kept readings (``veiling.veiling_points``)."""
+    if rays._readings is None:
+        rays._readings = np.empty(rays.shape, np.float32)
+        rays._veiling = np.empty(rays.shape, bool)
+    readings = rays._readings
+    readings.fill(np.nan)
+    np.copyto(readings, z, where=keep)
+    veiling = veiling_points(readings, rays.x, rays.y, min_angle, window, out=rays._veiling)
+    np.logical_not(veiling, out=veiling)
+    np.logical_and(keep, veiling, out=keep)
+
+
+def backproject(depth: np.ndarray, encoding: str, rays: Rays, *, range_min: float = 0.0,
+                range_max: float = float('inf'), organized: bool = True, veiling_angle: float = 0.0,
+                veiling_window: int = 2, out: Allocator | None = None) -> np.ndarray:
+    """Back-project the readings of a depth image to float32 points.
 
     Args:
-        depth: (H, W) depth image, ``16UC1``/``mono16`` millimetres (0 invalid) or ``32FC1`` metres
-            (non-finite or <= 0 invalid), per REP 118.
-        encoding: the image encoding.
-        intr: intrinsics for this image's size.
-        range_min, range_max: depths outside this interval (metres) are invalid.
-        skip: keep every ``skip``-th row and column (decimation).
-        organized: True: (H', W', 3) with NaN x, y, z for invalid pixels. False: (N, 3) valid points only,
-            in row-major pixel order.
-        grid: a RayGrid to reuse across frames (recommended); a fresh one is used when None.
+        depth: (H, W) ``16UC1``/``mono16`` millimetres or ``32FC1`` metres, any strides.
+        encoding: its encoding.
+        rays: ``RayGrid.rays`` of this image's camera model, size and decimation.
+        range_min, range_max: the readings' range (metres), bounds included.
+        organized: True: (H', W', 3) with NaN x, y, z where there is no reading. False: (N, 3), only the
+            readings, in row-major pixel order.
+        veiling_angle, veiling_window: readings that are veiling points (``pointcloud_xyz.veiling``) at
+            this angle (degrees; 0: none) and window (pixels of the kept grid) are left out like
+            readings out of range.
+        out: gives the array to fill for the output shape; a new array when None.
     """
-    if depth.ndim != 2:
-        raise ValueError(f'depth image must be 2-D (H, W), got shape {depth.shape}')
-    if skip < 1:
-        raise ValueError(f'skip must be >= 1, got {skip}')
-    grid = grid or RayGrid()
-    xf, yf = grid.factors(intr, depth.shape[1], depth.shape[0], skip)
-    if skip > 1:
-        depth = depth[::skip, ::skip]
-    height, width = depth.shape
-    z = to_metres(depth, encoding, range_min, range_max)
-    if organized:
-        points = np.empty((height, width, 3), dtype=np.float32)
-        np.multiply(z, xf, out=points[:, :, 0])
-        np.multiply(z, yf, out=points[:, :, 1])
-        points[:, :, 2] = z
-        return points
-    valid = ~np.isnan(z)
-    zv = z[valid]
-    x_full, y_full = grid.full_factors()
-    points = np.empty((zv.size, 3), dtype=np.float32)
-    np.multiply(x_full[valid], zv, out=points[:, 0])
-    np.multiply(y_full[valid], zv, out=points[:, 1])
-    points[:, 2] = zv
+    z = rays.metres(depth, encoding)
+    lo, hi = metre_bounds(range_min, range_max)
+    keep, above = rays._m1, rays._m2
+    np.greater_equal(z, lo, out=keep)
+    np.less_equal(z, hi, out=above)
+    np.logical_and(keep, above, out=keep)
+    if rays.valid is not None:
+        np.logical_and(keep, rays.valid, out=keep)
+    if veiling_angle > 0.0:
+        _drop_veiling(z, keep, rays, veiling_angle, veiling_window)
+    out = out or _new_array
+    if not organized:
+        return _gather(z, keep, rays, out)
+    points = out(rays.shape + (3,))
+    pz = points[:, :, 2]
+    pz.fill(np.nan)
+    np.copyto(pz, z, where=keep)
+    np.multiply(pz, rays.x, out=points[:, :, 0])
+    np.multiply(pz, rays.y, out=points[:, :, 1])
     return points
+
+
+def clearing_points(depth: np.ndarray, encoding: str, rays: Rays, *, range_min: float, range_max: float,
+                    distance: float, out: Allocator | None = None) -> np.ndarray:
+    """(N, 3) float32 clearing points: one per pixel beyond range or without a reading (see the module
+    docstring), on its ray at ``distance`` metres from the camera, or at the reading if a beyond-range
+    reading is nearer. Arguments as ``backproject``'s."""
+    z = rays.metres(depth, encoding)
+    _, hi = metre_bounds(range_min, range_max)
+    beyond, none = rays._m1, rays._m2
+    np.equal(z, -np.inf, out=beyond)           # "too close"
+    np.greater(z, 0.0, out=none)
+    np.logical_or(none, beyond, out=none)      # positive or too close ...
+    np.logical_not(none, out=none)             # ... or else no reading: NaN, 0, negative
+    np.greater(z, hi, out=beyond)              # beyond range, +inf included
+    reach = rays.clearing_depths(distance)
+    np.minimum(z, reach, out=z, where=beyond)
+    np.copyto(z, reach, where=none)
+    np.logical_or(beyond, none, out=beyond)
+    if rays.valid is not None:
+        np.logical_and(beyond, rays.valid, out=beyond)
+    return _gather(z, beyond, rays, out or _new_array)

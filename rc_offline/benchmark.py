@@ -41,8 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -54,7 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rc_offline.benchmark_report import markdown_report, write_plot
+from rc_offline.cli import ArgumentParser, ToolError, UsageError, run_tool
 from rc_offline.evaluation import na
+from rc_offline.machine import MIB, load_average, machine_facts, peak_rss_mib, rss_mib
 
 __all__ = ['BenchmarkError', 'DEFAULT_HELDOUT_FRAMES', 'REFERENCE_ROWS', 'REFERENCE_SOURCE', 'UsageError',
            'build_parser', 'discover_models', 'latency_stats', 'machine_facts', 'main', 'markdown_report',
@@ -64,7 +65,6 @@ DEFAULT_ITERATIONS = 200
 DEFAULT_WARMUP = 20
 DEFAULT_HELDOUT_FRAMES = 60
 DEFAULT_OUTPUT = 'benchmark_results.json'
-MIB = 1024 * 1024
 PROG = 'benchmark'
 
 REFERENCE_SOURCE = ('the deployment document this package was specified from (shared/seeds/000: '
@@ -85,11 +85,7 @@ REFERENCE_ROWS: tuple[dict, ...] = (
 )
 
 
-class UsageError(Exception):
-    """Bad command-line arguments (exit code 2)."""
-
-
-class BenchmarkError(Exception):
+class BenchmarkError(ToolError):
     """Unusable input (folder, evaluation set) or nothing that can be measured (exit code 1)."""
 
 
@@ -140,9 +136,26 @@ def discover_models(folder: str | Path, backend: str = 'auto',
         BenchmarkError: ``folder`` is missing, not a folder, or holds no model; or ``backend`` is 'tensorrt'
             and TensorRT cannot run here.
     """
-    from student_trt.backends import ENGINE_SUFFIXES, ONNX_SUFFIXES
-    from student_trt.engine_sidecar import sidecar_path
+    from student_trt.backends import ENGINE_SUFFIXES
     root = Path(folder)
+    files = _model_files(root)
+    has_engines = any(p.suffix.lower() in ENGINE_SUFFIXES for p in files)
+    if tensorrt is None and has_engines and backend != 'onnxruntime':
+        from student_trt.backends import probe_tensorrt_gpu
+        tensorrt = probe_tensorrt_gpu()
+    if backend == 'tensorrt' and has_engines and not tensorrt[0]:
+        raise BenchmarkError(f'--backend tensorrt, but TensorRT cannot run here: {tensorrt[1]} (install '
+                             'TensorRT and cuda-python; JetPack ships TensorRT)')
+    models = [_classify(path, backend, tensorrt) for path in files]
+    if backend == 'tensorrt' and not any(m.backend for m in models):
+        raise BenchmarkError(f'--backend tensorrt: {root} holds no TensorRT engine (.engine, .plan); build '
+                             'them on this device with export_trt')
+    return models
+
+
+def _model_files(root: Path) -> list[Path]:
+    """The model files in ``root``, sorted; raises BenchmarkError naming what is there when none."""
+    from student_trt.backends import ENGINE_SUFFIXES, ONNX_SUFFIXES
     if not root.exists():
         raise BenchmarkError(f'--engine-dir {root} does not exist (export models with: export_trt '
                              '--checkpoint <student.pt> --output-dir <dir>)')
@@ -156,245 +169,27 @@ def discover_models(folder: str | Path, backend: str = 'auto',
         raise BenchmarkError(f"--engine-dir {root} holds no model (.onnx, .engine, .plan); found "
                              f"{shown or 'nothing'}; export with: export_trt --checkpoint <student.pt> "
                              f'--output-dir {root}')
-    has_engines = any(p.suffix.lower() in ENGINE_SUFFIXES for p in files)
-    if tensorrt is None and has_engines and backend != 'onnxruntime':
-        from student_trt.backends import probe_tensorrt_gpu
-        tensorrt = probe_tensorrt_gpu()
-    if backend == 'tensorrt' and has_engines and not tensorrt[0]:
-        raise BenchmarkError(f'--backend tensorrt, but TensorRT cannot run here: {tensorrt[1]} (install '
-                             'TensorRT and cuda-python; JetPack ships TensorRT)')
-    models = []
-    for path in files:
-        if path.suffix.lower() in ONNX_SUFFIXES:
-            if backend == 'tensorrt':
-                models.append(ModelFile(path, 'onnx', '', 'ONNX model: --backend tensorrt measures engines '
-                                        '(build them with export_trt --from-onnx)'))
-            else:
-                models.append(ModelFile(path, 'onnx', 'onnxruntime'))
-            continue
-        if backend == 'onnxruntime':
-            models.append(ModelFile(path, 'engine', '', 'TensorRT engine: --backend onnxruntime runs only '
-                                    'the .onnx models'))
-        elif not sidecar_path(path).is_file():
-            models.append(ModelFile(path, 'engine', '', f'no sidecar {sidecar_path(path).name} beside it '
-                                    '(rebuild it with export_trt on this device)'))
-        elif not tensorrt[0]:
-            models.append(ModelFile(path, 'engine', '', f'TensorRT engine, and TensorRT cannot run here '
-                                    f'({tensorrt[1]})'))
-        else:
-            models.append(ModelFile(path, 'engine', 'tensorrt'))
-    if backend == 'tensorrt' and not any(m.backend for m in models):
-        raise BenchmarkError(f'--backend tensorrt: {root} holds no TensorRT engine (.engine, .plan); build '
-                             'them on this device with export_trt')
-    return models
+    return files
 
 
-# ---------------------------------------------------------------------------------------------- machine
-
-def _read(path: str | Path) -> str:
-    return Path(path).read_text(errors='replace').strip()
-
-
-def _fact(probe) -> str:
-    """A probe's answer, or 'n/a: <why>' if it raised: machine facts never fail the benchmark."""
-    try:
-        value = probe()
-    except FileNotFoundError as exc:
-        return na(f'{exc.filename or exc} not present')
-    except Exception as exc:  # any failure of an optional probe becomes its n/a reason
-        return na(f'{type(exc).__name__}: {exc}')
-    return value if value else na('not reported')
-
-
-def _cpu_model() -> str:
-    text = _read('/proc/cpuinfo') if Path('/proc/cpuinfo').is_file() else ''
-    for key in ('model name', 'Hardware', 'Processor', 'cpu model'):
-        match = re.search(rf'^{key}\s*:\s*(.+)$', text, re.MULTILINE)
-        if match:
-            return match.group(1).strip()
-    if text and re.search(r'^CPU implementer\s*:\s*0x41', text, re.MULTILINE):
-        part = re.search(r'^CPU part\s*:\s*(0x[0-9a-f]+)', text, re.MULTILINE)
-        return f'ARM (CPU part {part.group(1) if part else "?"})'
-    return platform.processor() or platform.machine()
-
-
-def _cores() -> str:
-    logical = os.cpu_count() or 0
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else logical
-    return f'{logical} logical' + (f', {usable} usable by this process' if usable != logical else '')
-
-
-def _memory() -> str:
-    match = re.search(r'^MemTotal:\s*(\d+) kB', _read('/proc/meminfo'), re.MULTILINE)
-    return f'{int(match.group(1)) / 1024 / 1024:.1f} GiB' if match else ''
-
-
-def _module_version(name: str) -> str:
-    try:
-        module = __import__(name)
-    except ImportError:
-        return na(f'{name} not installed')
-    except Exception as exc:  # a broken install (missing shared library)
-        return na(f'{name} does not load ({type(exc).__name__})')
-    return str(getattr(module, '__version__', 'unknown version'))
-
-
-def _tensorrt() -> str:
-    from student_trt.backends import probe_tensorrt
-    ok, why = probe_tensorrt()
-    return why if ok else na(why)
-
-
-def _cuda_python() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    for dist in ('cuda-python', 'cuda-bindings'):
-        try:
-            return f'{dist} {version(dist)}'
-        except PackageNotFoundError:
-            continue
-    return na('cuda-python not installed')
-
-
-def _nvidia_smi_gpu() -> str | None:
-    """GPU name and driver from nvidia-smi (desktop GPUs without cuda-python); None where it is absent."""
-    try:
-        done = subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total,driver_version',
-                               '--format=csv,noheader'], capture_output=True, text=True, timeout=10,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    first = done.stdout.strip().splitlines()[:1]
-    return f'{first[0]} (nvidia-smi: name, memory, driver)' if done.returncode == 0 and first else None
-
-
-def _gpu() -> str:
-    from student_trt import cuda_buffers
-    try:
-        info = cuda_buffers.device_info(0)
-    except cuda_buffers.CudaUnavailable as exc:
-        if 'not installed' in str(exc):
-            return _nvidia_smi_gpu() or na('cuda-python not installed and no nvidia-smi: no GPU seen')
-        return na(str(exc))
-    except cuda_buffers.CudaError as exc:
-        return na(str(exc))
-    return (f'{info.name} (sm {info.sm}, {info.total_memory / MIB / 1024:.1f} GiB, CUDA runtime '
-            f'{info.runtime_version // 1000}.{info.runtime_version % 1000 // 10}, driver '
-            f'{info.driver_version // 1000}.{info.driver_version % 1000 // 10})')
-
-
-def _device_model() -> str:
-    path = Path('/proc/device-tree/model')
-    if not path.is_file():
-        return na('no /proc/device-tree/model (not an embedded board)')
-    return path.read_bytes().rstrip(b'\0').decode(errors='replace').strip()
-
-
-def _l4t() -> str:
-    path = Path('/etc/nv_tegra_release')
-    if not path.is_file():
-        return na('no /etc/nv_tegra_release (not a Jetson)')
-    return path.read_text(errors='replace').splitlines()[0].lstrip('# ').strip()
-
-
-def _power_mode() -> str:
-    try:
-        done = subprocess.run(['nvpmodel', '-q'], capture_output=True, text=True, timeout=10, check=False)
-    except FileNotFoundError:
-        return na('nvpmodel not found (not a Jetson)')
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return na(f'nvpmodel -q failed ({type(exc).__name__})')
-    lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
-    if done.returncode != 0 or not lines:
-        reason = (done.stderr.strip().splitlines() or [f'exit code {done.returncode}'])[-1]
-        return na(f'nvpmodel -q: {reason}')
-    mode = lines[0].split(':', 1)[-1].strip()
-    return f'{mode} (mode {lines[1]})' if len(lines) > 1 and lines[1].isdigit() else mode
-
-
-def _mhz(path: Path, unit_hz: float) -> str:
-    return f'{int(_read(path)) * unit_hz / 1e6:.0f}'
-
-
-def _cpu_clocks() -> str:
-    cpus = sorted(Path('/sys/devices/system/cpu').glob('cpu[0-9]*/cpufreq'),
-                  key=lambda p: int(p.parent.name[3:]))
-    if not cpus:
-        return na('no /sys/devices/system/cpu/cpu*/cpufreq (not exposed, e.g. in a VM)')
-    groups: dict[str, list[str]] = {}
-    for folder in cpus:
-        parts = []
-        cur = folder / 'scaling_cur_freq'
-        parts.append(f'{_mhz(cur, 1e3)} MHz' if cur.is_file() else 'current n/a')
-        top = folder / 'scaling_max_freq'
-        if top.is_file():
-            parts.append(f'max {_mhz(top, 1e3)}')
-        governor = folder / 'scaling_governor'
-        if governor.is_file():
-            parts.append(_read(governor))
-        groups.setdefault(', '.join(parts), []).append(folder.parent.name)
-    return '; '.join(f"{'+'.join(names) if len(names) < 3 else f'{names[0]}..{names[-1]}'}: {desc}"
-                     for desc, names in groups.items())
-
-
-def _gpu_clock() -> str:
-    candidates = [p for p in sorted(Path('/sys/class/devfreq').glob('*'))
-                  if re.search(r'gpu|gp10b|gv11b|ga10b|gk20a|gm20b', p.name)]
-    if not candidates:
-        return na('no GPU devfreq node in /sys/class/devfreq (not a Jetson)')
-    node = candidates[0]
-    parts = [f'{_mhz(node / "cur_freq", 1.0)} MHz']
-    if (node / 'max_freq').is_file():
-        parts.append(f'max {_mhz(node / "max_freq", 1.0)}')
-    if (node / 'governor').is_file():
-        parts.append(_read(node / 'governor'))
-    return f"{node.name}: {', '.join(parts)}"
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f'{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, at start)'
-
-
-def machine_facts() -> dict[str, str]:
-    """What the figures depend on; every value a string, 'n/a: <why>' where it cannot be read (never
-    raises)."""
-    probes = {
-        'cpu': _cpu_model, 'cpu_cores': _cores, 'memory': _memory, 'load_average': _load,
-        'os': platform.platform, 'python': platform.python_version,
-        'numpy': lambda: _module_version('numpy'), 'onnxruntime': lambda: _module_version('onnxruntime'),
-        'tensorrt': _tensorrt, 'cuda_python': _cuda_python, 'gpu': _gpu,
-        'device_model': _device_model, 'l4t': _l4t, 'power_mode': _power_mode, 'cpu_clocks': _cpu_clocks,
-        'gpu_clock': _gpu_clock,
-    }
-    return {key: _fact(probe) for key, probe in probes.items()}
-
-
-# --------------------------------------------------------------------------------- per-model measurement
-
-def _proc_status_kb(key: str) -> int | None:
-    try:
-        text = _read('/proc/self/status')
-    except OSError:
-        return None
-    match = re.search(rf'^{key}:\s*(\d+) kB', text, re.MULTILINE)
-    return int(match.group(1)) if match else None
-
-
-def _rss_mib() -> float | None:
-    kb = _proc_status_kb('VmRSS')
-    return kb / 1024 if kb is not None else None
-
-
-def _peak_rss_mib() -> float | None:
-    kb = _proc_status_kb('VmHWM')
-    if kb is not None:
-        return kb / 1024
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / MIB if sys.platform == 'darwin' else peak / 1024
+def _classify(path: Path, backend: str, tensorrt: tuple[bool, str] | None) -> ModelFile:
+    """The backend that measures ``path`` here, or why it is skipped."""
+    from student_trt.backends import ONNX_SUFFIXES
+    from student_trt.engine_sidecar import sidecar_path
+    if path.suffix.lower() in ONNX_SUFFIXES:
+        if backend == 'tensorrt':
+            return ModelFile(path, 'onnx', '', 'ONNX model: --backend tensorrt measures engines (build them '
+                                               'with export_trt --from-onnx)')
+        return ModelFile(path, 'onnx', 'onnxruntime')
+    if backend == 'onnxruntime':
+        return ModelFile(path, 'engine', '', 'TensorRT engine: --backend onnxruntime runs only the .onnx '
+                                             'models')
+    if not sidecar_path(path).is_file():
+        return ModelFile(path, 'engine', '', f'no sidecar {sidecar_path(path).name} beside it (rebuild it '
+                                             'with export_trt on this device)')
+    if not tensorrt[0]:
+        return ModelFile(path, 'engine', '', f'TensorRT engine, and TensorRT cannot run here ({tensorrt[1]})')
+    return ModelFile(path, 'engine', 'tensorrt')
 
 
 def _gpu_free_mib() -> float:
@@ -445,106 +240,108 @@ def measure_model(config: dict) -> dict:
     Raises:
         BackendError, DatasetError: the model or the evaluation set cannot be used.
     """
-    from rc_offline.evaluation import EvalResult, evaluate
     from student_trt.backends import open_backend
-    from student_trt.postprocess import Postprocessor
-    from student_trt.preprocess import Preprocessor
 
     path = Path(config['model'])
-    backend_name = config['backend']
-    iterations, warmup = int(config['iterations']), int(config['warmup'])
-    trt = backend_name == 'tensorrt'
+    trt = config['backend'] == 'tensorrt'
     # Read the frame (importing Pillow), import the runtime and make the CUDA context before the baselines:
     # the deltas are the model's.
     frame, frame_source = _evaluation_frame(config['eval_data'], config['eval_frames'])
-    if trt:
-        import tensorrt  # noqa: F401
-        gpu_free_before = _gpu_free_mib()
-    else:
-        import onnxruntime  # noqa: F401
-    rss_before = _rss_mib()
+    __import__('tensorrt' if trt else 'onnxruntime')
+    before = _MemoryMarks(trt)
     notes: list[str] = []
     start = time.perf_counter()
-    backend = open_backend(path, backend_name, num_threads=int(config['threads']), log=notes.append)
+    backend = open_backend(path, config['backend'], num_threads=int(config['threads']), log=notes.append)
     try:
         load_s = time.perf_counter() - start
-        rss_loaded = _rss_mib()
-        gpu_free_loaded = _gpu_free_mib() if trt else None
-        spec = backend.spec
-        pre, post = Preprocessor(spec), Postprocessor(spec)
+        loaded = _MemoryMarks(trt)
         if frame is None:
-            frame, frame_source = _synthetic_frame(spec)
-        x = pre(frame, 'rgb8')
-
-        latency: dict = {'frame': frame_source}
-        latency['inference'] = latency_stats(timed(lambda: backend.infer(x), warmup, iterations))
-        if trt:
-            backend.infer(x)  # the device input now holds the real frame
-            latency['compute_only'] = latency_stats(timed(backend.execute_only, warmup, iterations))
-            latency['copies'] = ('inference includes the pinned host->device input copy and the '
-                                 'device->host output copies; compute_only excludes them')
-        else:
-            latency['compute_only'] = na('CPU backend has no device copies')
-            latency['copies'] = na('CPU backend has no device copies')
-
-        stages: dict[str, list[float]] = {'preprocess': [], 'infer': [], 'postprocess': [], 'total': []}
-
-        def pipeline(record: bool) -> None:
-            t0 = time.perf_counter()
-            tensor = pre(frame, 'rgb8')
-            t1 = time.perf_counter()
-            out = backend.infer(tensor)
-            t2 = time.perf_counter()
-            post(out.depth, out.seg_logits)
-            t3 = time.perf_counter()
-            if record:
-                for key, value in (('preprocess', t1 - t0), ('infer', t2 - t1), ('postprocess', t3 - t2),
-                                   ('total', t3 - t0)):
-                    stages[key].append(value * 1e3)
-
-        for _ in range(warmup):
-            pipeline(False)
-        for _ in range(iterations):
-            pipeline(True)
-        latency['end_to_end'] = latency_stats(stages['total'])
-        for key in ('preprocess', 'infer', 'postprocess'):
-            latency[f'pipeline_{key}'] = latency_stats(stages[key])
-
-        rss_after = _rss_mib()
-        peak = _peak_rss_mib()
-        memory: dict = {}
-        no_proc = na('/proc/self/status not readable (not Linux)')
-        readable = None not in (rss_before, rss_loaded, rss_after)
-        memory['rss_delta_mib'] = round(rss_after - rss_before, 2) if readable else no_proc
-        memory['rss_load_delta_mib'] = round(rss_loaded - rss_before, 2) if readable else no_proc
-        memory['rss_peak_mib'] = round(peak, 2) if peak is not None else na('peak RSS not readable')
-        if trt:
-            size = backend.device_memory_size
-            memory['engine_device_mib'] = round(size / MIB, 2) if size is not None else \
-                na('this TensorRT exposes neither device_memory_size_v2 nor device_memory_size')
-            gpu_free_after = _gpu_free_mib()
-            memory['gpu_mem_delta_mib'] = round(gpu_free_before - gpu_free_after, 2)
-            memory['gpu_mem_load_delta_mib'] = round(gpu_free_before - gpu_free_loaded, 2)
-        else:
-            memory['engine_device_mib'] = na('CPU backend')
-            memory['gpu_mem_delta_mib'] = na('CPU backend')
-            memory['gpu_mem_load_delta_mib'] = na('CPU backend')
-
-        if config['eval_data'] is None or config['eval_frames'] == 0:
-            accuracy = EvalResult(spec.class_names).summary('accuracy not evaluated (--eval-frames 0)')
-        else:
-            accuracy = evaluate(backend, config['eval_data'], config['eval_frames']).summary()
-
+            frame, frame_source = _synthetic_frame(backend.spec)
+        latency = {'frame': frame_source,
+                   **_latency(backend, frame, int(config['warmup']), int(config['iterations']))}
+        memory = _memory(backend, before, loaded, _MemoryMarks(trt))
+        spec = backend.spec
         return {
             'file': path.name, 'path': str(path), 'status': 'measured', 'backend': backend.name,
             'backend_description': backend.description, 'selection': backend.selection_reason,
             'precision': backend.precision, 'input': f'{spec.height}x{spec.width}',
             'classes': list(spec.class_names), 'calibration': spec.calibration or na('not quantized'),
-            'load_s': round(load_s, 3), 'latency': latency, 'memory': memory, 'accuracy': accuracy,
-            'notes': notes,
+            'load_s': round(load_s, 3), 'latency': latency, 'memory': memory,
+            'accuracy': _accuracy(backend, config), 'notes': notes,
         }
     finally:
         backend.close()
+
+
+class _MemoryMarks:
+    """Resident memory (and free GPU memory for TensorRT) at one moment of a measurement."""
+
+    def __init__(self, gpu: bool) -> None:
+        self.rss = rss_mib()
+        self.gpu_free = _gpu_free_mib() if gpu else None
+
+
+def _latency(backend, frame: np.ndarray, warmup: int, iterations: int) -> dict:
+    """Inference alone, compute alone (TensorRT), and the node's pre + infer + post stages on ``frame``."""
+    from student_trt.postprocess import Postprocessor
+    from student_trt.preprocess import Preprocessor
+    pre, post = Preprocessor(backend.spec), Postprocessor(backend.spec)
+    x = pre(frame, 'rgb8')
+    latency: dict = {'inference': latency_stats(timed(lambda: backend.infer(x), warmup, iterations))}
+    if backend.name == 'tensorrt':
+        backend.infer(x)  # the device input now holds the real frame
+        latency['compute_only'] = latency_stats(timed(backend.execute_only, warmup, iterations))
+        latency['copies'] = ('inference includes the pinned host->device input copy and the '
+                             'device->host output copies; compute_only excludes them')
+    else:
+        latency['compute_only'] = latency['copies'] = na('CPU backend has no device copies')
+    stages: dict[str, list[float]] = {'preprocess': [], 'infer': [], 'postprocess': [], 'total': []}
+
+    def pipeline() -> None:
+        t0 = time.perf_counter()
+        tensor = pre(frame, 'rgb8')
+        t1 = time.perf_counter()
+        out = backend.infer(tensor)
+        t2 = time.perf_counter()
+        post(out.depth, out.seg_logits)
+        t3 = time.perf_counter()
+        for key, value in (('preprocess', t1 - t0), ('infer', t2 - t1), ('postprocess', t3 - t2),
+                           ('total', t3 - t0)):
+            stages[key].append(value * 1e3)
+
+    timed(pipeline, warmup, iterations)
+    latency['end_to_end'] = latency_stats(stages['total'][warmup:])
+    for key in ('preprocess', 'infer', 'postprocess'):
+        latency[f'pipeline_{key}'] = latency_stats(stages[key][warmup:])
+    return latency
+
+
+def _memory(backend, before: _MemoryMarks, loaded: _MemoryMarks, after: _MemoryMarks) -> dict:
+    """RSS growth (load and whole run), peak RSS; TensorRT: engine device memory and free-memory drops."""
+    memory: dict = {}
+    no_proc = na('/proc/self/status not readable (not Linux)')
+    readable = None not in (before.rss, loaded.rss, after.rss)
+    memory['rss_delta_mib'] = round(after.rss - before.rss, 2) if readable else no_proc
+    memory['rss_load_delta_mib'] = round(loaded.rss - before.rss, 2) if readable else no_proc
+    peak = peak_rss_mib()
+    memory['rss_peak_mib'] = round(peak, 2) if peak is not None else na('peak RSS not readable')
+    if backend.name != 'tensorrt':
+        for key in ('engine_device_mib', 'gpu_mem_delta_mib', 'gpu_mem_load_delta_mib'):
+            memory[key] = na('CPU backend')
+        return memory
+    size = backend.device_memory_size
+    memory['engine_device_mib'] = round(size / MIB, 2) if size is not None else \
+        na('this TensorRT exposes neither device_memory_size_v2 nor device_memory_size')
+    memory['gpu_mem_delta_mib'] = round(before.gpu_free - after.gpu_free, 2)
+    memory['gpu_mem_load_delta_mib'] = round(before.gpu_free - loaded.gpu_free, 2)
+    return memory
+
+
+def _accuracy(backend, config: dict) -> dict:
+    from rc_offline.evaluation import EvalResult, evaluate
+    if config['eval_data'] is None or config['eval_frames'] == 0:
+        return EvalResult(backend.spec.class_names).summary('accuracy not evaluated (--eval-frames 0)')
+    return evaluate(backend, config['eval_data'], config['eval_frames']).summary()
 
 
 def _measure_one_main(config_path: str, result_path: str) -> int:
@@ -598,165 +395,12 @@ def run_isolated(config: dict) -> dict:
     return record
 
 
-# ----------------------------------------------------------------------------------------------- report
-
-def _cell(value, digits: int = 2) -> str:
-    """A table cell: a number with ``digits`` decimals, or the 'n/a: ...' string as it is."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, (int, float)):
-        return f'{value:,.{digits}f}' if digits else f'{value:,}'
-    return str(value)
-
-
-def _stat(latency: dict, kind: str, key: str, digits: int = 2) -> str:
-    entry = latency.get(kind)
-    return _cell(entry[key], digits) if isinstance(entry, dict) else _cell(entry)
-
-
-def _table(head: list[str], rows: list[list[str]], align: list[str]) -> list[str]:
-    lines = ['| ' + ' | '.join(head) + ' |',
-             '| ' + ' | '.join('---:' if a == 'r' else '---' for a in align) + ' |']
-    lines += ['| ' + ' | '.join(cell.replace('|', '/') for cell in row) + ' |' for row in rows]
-    return lines
-
-
-def markdown_report(report: dict) -> str:
-    """The markdown tables of a benchmark ``report`` (the JSON object ``main`` writes)."""
-    facts, settings = report['machine'], report['settings']
-    measured = [m for m in report['models'] if m['status'] == 'measured']
-    lines = [f"# Student benchmark, {report['date']}", '']
-    lines += _table(['Machine', ''], [[k.replace('_', ' '), v] for k, v in facts.items()], ['l', 'l'])
-    lines.append('')
-    lines += [f"Settings: {settings['warmup']} warm-up runs, then {settings['iterations']} timed runs per "
-              f"measurement; backend {settings['backend']}; ONNX Runtime intra-op threads "
-              f"{settings['threads'] or 'default (one per core)'}; each model measured in a fresh process.",
-              '', f"Evaluation: {settings['evaluation']}", '']
-
-    head = ['Model', 'Backend', 'Prec.', 'Input', 'Mean (ms)', 'p50', 'p90', 'p99', 'FPS',
-            'Compute only p50 (ms)', 'Pre+infer+post p50 (ms)', 'Engine mem (MiB)', 'GPU mem Δ (MiB)',
-            'RSS Δ (MiB)', 'RMSE (m)', 'AbsRel', 'δ<1.25', 'mIoU']
-    rows = []
-    for m in measured:
-        lat, mem, acc = m['latency'], m['memory'], m['accuracy']
-        rows.append([m['file'], m['backend'], m['precision'], m['input'],
-                     _stat(lat, 'inference', 'mean_ms'), _stat(lat, 'inference', 'p50_ms'),
-                     _stat(lat, 'inference', 'p90_ms'), _stat(lat, 'inference', 'p99_ms'),
-                     _stat(lat, 'inference', 'fps', 1), _stat(lat, 'compute_only', 'p50_ms'),
-                     _stat(lat, 'end_to_end', 'p50_ms'), _cell(mem['engine_device_mib'], 1),
-                     _cell(mem['gpu_mem_delta_mib'], 1), _cell(mem['rss_delta_mib'], 1),
-                     _cell(acc['rmse_m'], 3), _cell(acc['absrel'], 3), _cell(acc['delta1'], 3),
-                     _cell(acc['miou'], 3)])
-    for ref in report.get('reference', []):
-        nr = 'n/r'
-        rows.append([f"{ref['model']} (reference†)", f"{ref['backend']} (Jetson Orin Nano)",
-                     ref['precision'], ref['input'], f"{ref['latency_ms']}†", nr, nr, nr,
-                     f"{ref['fps']}†" if ref['fps'] else nr, nr, nr, nr, f"{ref['gpu_mem_mb']:,} MB†", nr,
-                     f"{ref['rmse_m']}†" if ref['rmse_m'] is not None else nr, nr, nr, nr])
-    lines += ['## Latency, memory, accuracy', '']
-    if rows:
-        lines += _table(head, rows, ['l', 'l', 'l', 'l'] + ['r'] * (len(head) - 4))
-    else:
-        lines.append('No model was measured.')
-    lines += ['', '- Mean/p50/p90/p99/FPS: `backend.infer` on one preprocessed frame (TensorRT: including '
-              "the input's host->device and the outputs' device->host copies); FPS = 1000 / mean.",
-              '- Compute only: TensorRT `execute_async_v3` + synchronize, no copies. Pre+infer+post: '
-              'Preprocessor + infer + Postprocessor at the model size on the same camera frame (the '
-              "node's per-frame work minus ROS message conversion).",
-              '- Engine mem: device memory per TensorRT execution context. GPU mem Δ: drop of '
-              'cudaMemGetInfo free memory from before loading (CUDA context made) to after the timed runs '
-              '(on a Jetson CPU and GPU share memory: other processes move it too). RSS Δ: resident memory '
-              'growth of the measuring process over the same span (runtime library already imported).',
-              '- RMSE/AbsRel/δ<1.25 over every pixel with ground-truth depth; mIoU over the classes present '
-              'in ground truth or prediction; per-class IoU below.']
-    if report.get('reference'):
-        lines.append(f"- † Reference rows: from {report['reference_source']}. n/r: not reported there. "
-                     + ' '.join(f"{r['model']}: {r['note']}." for r in report['reference']))
-
-    if measured:
-        names = list(dict.fromkeys(name for m in measured for name in m['classes']))
-        lines += ['', '## Segmentation IoU per class', '']
-        head = ['Model', *names, 'mIoU', 'Pixel acc.', 'Depth coverage', 'Frames']
-        rows = []
-        for m in measured:
-            acc = m['accuracy']
-            rows.append([m['file'], *(_cell(acc['iou'].get(n, na('not a class of this model')), 3)
-                                      for n in names),
-                         _cell(acc['miou'], 3), _cell(acc['pixel_accuracy'], 3), _cell(acc['coverage'], 3),
-                         _cell(acc['frames'], 0)])
-        lines += _table(head, rows, ['l'] + ['r'] * (len(head) - 1))
-        lines += ['', '## Per-frame stages (p50 ms) and loading', '']
-        head = ['Model', 'Preprocess', 'Infer', 'Postprocess', 'Total', 'Total p99', 'Load (s)', 'Frame']
-        rows = [[m['file'], _stat(m['latency'], 'pipeline_preprocess', 'p50_ms'),
-                 _stat(m['latency'], 'pipeline_infer', 'p50_ms'),
-                 _stat(m['latency'], 'pipeline_postprocess', 'p50_ms'),
-                 _stat(m['latency'], 'end_to_end', 'p50_ms'), _stat(m['latency'], 'end_to_end', 'p99_ms'),
-                 _cell(m['load_s'], 2), m['latency']['frame']] for m in measured]
-        lines += _table(head, rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'])
-    others = [m for m in report['models'] if m['status'] != 'measured']
-    if others:
-        lines += ['', '## Not measured', '']
-        lines += [f"- {m['file']}: {m['status']}: {m.get('error') or m.get('skip')}" for m in others]
-    return '\n'.join(lines) + '\n'
-
-
-def write_plot(report: dict, path: str | Path) -> None:
-    """A PNG of the latency distributions (box: p25-p75, line: p50, whiskers: p1-p99, triangle: mean), one
-    panel per measurement, one box per model.
-
-    Raises:
-        ImportError: matplotlib is not installed.
-    """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    # matplotlib >= 3.10 says orientation=, older ones (JetPack's apt packages) only vert=
-    horizontal = {'orientation': 'horizontal'} if tuple(
-        int(p) for p in re.findall(r'\d+', matplotlib.__version__)[:2]) >= (3, 10) else {'vert': False}
-    measured = [m for m in report['models'] if m['status'] == 'measured']
-    panels = [(kind, title) for kind, title in (
-        ('inference', 'backend.infer (TensorRT: with host<->device copies)'),
-        ('compute_only', 'compute only (TensorRT, no copies)'),
-        ('end_to_end', 'preprocess + infer + postprocess')) if any(
-        isinstance(m['latency'].get(kind), dict) for m in measured)]
-    fig, axes = plt.subplots(max(len(panels), 1), 1, figsize=(9, 1.2 + 0.55 * max(len(measured), 1)
-                                                              * max(len(panels), 1) + 0.9 * len(panels)),
-                             squeeze=False)
-    for ax, (kind, title) in zip(axes[:, 0], panels, strict=False):
-        models = [m for m in measured if isinstance(m['latency'].get(kind), dict)]
-        data = [m['latency'][kind]['samples_ms'] for m in models]
-        ax.boxplot(data, whis=(1, 99), showmeans=True, flierprops={'markersize': 2}, **horizontal)
-        ax.set_yticks(range(1, len(models) + 1), [f"{m['file']} ({m['backend']})" for m in models],
-                      fontsize=8)
-        ax.invert_yaxis()  # first model on top, as in the table
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel('ms (box p25-p75, line p50, whiskers p1-p99, triangle mean)', fontsize=8)
-        ax.grid(axis='x', alpha=0.3)
-    if not panels:
-        axes[0, 0].text(0.5, 0.5, 'no model measured', ha='center', va='center')
-        axes[0, 0].set_axis_off()
-    facts = report['machine']
-    gpu = '' if facts['gpu'].startswith('n/a') else f"; {facts['gpu'].split(' (')[0]}"
-    fig.suptitle(f"Student latency, {report['date'][:10]}: {facts['cpu']}{gpu}; "
-                 f"{report['settings']['iterations']} runs each"[:150], fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # -------------------------------------------------------------------------------------------------- CLI
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line (exit code 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
-
 
 def build_parser() -> argparse.ArgumentParser:
     summary, _, details = __doc__.partition('\n\n')
-    parser = _Parser(prog=PROG, description=summary, epilog=details,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=summary, epilog=details,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add('--engine-dir', required=True, metavar='DIR',
         help='folder with the exported models (.onnx, .engine/.plan + .json sidecar), e.g. exported/')
@@ -835,35 +479,22 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     """
     _check_numbers(args)
     models = discover_models(args.engine_dir, args.backend)
-    runnable = [m for m in models if m.backend]
     for m in models:
         if m.skip:
             _say(f'skipping {m.path.name}: {m.skip}')
-    if not runnable:
+    if not any(m.backend for m in models):
         raise BenchmarkError(f'no model in {args.engine_dir} can be measured here (see the lines above)')
     output = Path(args.output)
     if not output.parent.is_dir():
         raise BenchmarkError(f'--output {output}: folder {output.parent} does not exist')
     eval_dir, eval_frames, evaluation = _evaluation_set(args)
     machine = machine_facts()
-    records = []
-    for model in models:
-        if model.skip:
-            records.append({'file': model.path.name, 'path': str(model.path), 'status': 'skipped',
-                            'skip': model.skip})
-            continue
-        _say(f'measuring {model.path.name} with {model.backend} ...')
-        record = run_isolated({'model': str(model.path), 'backend': model.backend,
-                               'iterations': args.iterations, 'warmup': args.warmup, 'threads': args.threads,
-                               'eval_data': eval_dir, 'eval_frames': eval_frames})
-        if record['status'] == 'failed':
-            _say(f"{PROG}: error: {model.path.name}: {record['error']}")
-        records.append(record)
+    records = [_measure(model, args, eval_dir, eval_frames) for model in models]
     report = {
         'tool': 'rc_perception benchmark', 'format': 1,
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         'command': [PROG, *argv],
-        'machine': machine,
+        'machine': {**machine, 'load_average_end': load_average('at end')},
         'settings': {'engine_dir': str(args.engine_dir), 'backend': args.backend,
                      'iterations': args.iterations, 'warmup': args.warmup, 'threads': args.threads,
                      'eval_data': eval_dir, 'eval_frames': eval_frames, 'evaluation': evaluation},
@@ -872,9 +503,32 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if not args.no_reference:
         report['reference_source'] = REFERENCE_SOURCE
         report['reference'] = [dict(r) for r in REFERENCE_ROWS]
-    report['machine']['load_average_end'] = _fact(_load).replace('at start', 'at end')
+    _write_outputs(report, output, Path(args.plot) if args.plot else None)
+    failed = [r['file'] for r in records if r['status'] == 'failed']
+    if failed:
+        _say(f"{PROG}: error: {len(failed)} model(s) failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def _measure(model: ModelFile, args: argparse.Namespace, eval_dir: str | None,
+             eval_frames: int | None) -> dict:
+    """One model's record: measured in its own process, or skipped with the reason."""
+    if model.skip:
+        return {'file': model.path.name, 'path': str(model.path), 'status': 'skipped', 'skip': model.skip}
+    _say(f'measuring {model.path.name} with {model.backend} ...')
+    record = run_isolated({'model': str(model.path), 'backend': model.backend, 'iterations': args.iterations,
+                           'warmup': args.warmup, 'threads': args.threads, 'eval_data': eval_dir,
+                           'eval_frames': eval_frames})
+    if record['status'] == 'failed':
+        _say(f"{PROG}: error: {model.path.name}: {record['error']}")
+    return record
+
+
+def _write_outputs(report: dict, output: Path, plot: Path | None) -> None:
+    """The plot, the JSON and the markdown beside it; prints the markdown."""
     text = markdown_report(report)
-    plot = Path(args.plot) if args.plot else output.with_name(f'{output.stem}_latency.png')
+    plot = plot or output.with_name(f'{output.stem}_latency.png')
     try:
         write_plot(report, plot)
         report['plot'] = str(plot)
@@ -891,11 +545,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise BenchmarkError(f'--output {output}: cannot write ({exc})') from None
     print(text, flush=True)
     _say(f'wrote {output}, {markdown}' + (f', {plot}' if report['plot'] == str(plot) else ''))
-    failed = [r['file'] for r in records if r['status'] == 'failed']
-    if failed:
-        _say(f"{PROG}: error: {len(failed)} model(s) failed: {', '.join(failed)}")
-        return 1
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -904,17 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ['--measure-one'] and len(argv) == 3:
         return _measure_one_main(argv[1], argv[2])
     args = build_parser().parse_args(argv)
-    try:
-        return run(args, argv)
-    except UsageError as exc:
-        _say(f'{PROG}: error: {exc}')
-        return 2
-    except BenchmarkError as exc:
-        _say(f'{PROG}: error: {exc}')
-        return 1
-    except KeyboardInterrupt:
-        _say(f'{PROG}: interrupted')
-        return 130
+    return run_tool(PROG, lambda: run(args, argv))
 
 
 if __name__ == '__main__':

@@ -36,13 +36,14 @@ from depth_fusion.calibration import (
 )
 from depth_fusion.fusion import Fuser, FusionConfig
 from depth_fusion.pairing import MatchStatus, ToFPairer, stamp_ns
+from rc_offline.cli import ArgumentParser, ToolError, run_tool
 
 PROG = 'calibrate_fusion'
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 _D = FusionConfig()
 
 
-class CalibrateError(Exception):
+class CalibrateError(ToolError):
     """A problem with the user's input; printed as one line."""
 
 
@@ -132,8 +133,6 @@ def bag_pairs(path: Path, student_topic: str, tof_topic: str, confidence_topic: 
         from rosbags.typesys import Stores, get_typestore
     except ImportError as exc:
         raise CalibrateError(f'reading bags needs the rosbags package (pip install rosbags): {exc}') from None
-    from rc_perception.depth import to_metres
-
     folder = bag_dir(path)
     try:
         reader = AnyReader([folder], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
@@ -141,61 +140,90 @@ def bag_pairs(path: Path, student_topic: str, tof_topic: str, confidence_topic: 
     except (AnyReaderError, OSError) as exc:
         raise CalibrateError(f'cannot open bag {folder}: {exc}') from None
     try:
-        types = {c.topic: c.msgtype for c in reader.connections}
-        listing = ', '.join(f'{t} ({m})' for t, m in sorted(types.items())) or 'none'
-        for topic, what in ((student_topic, 'student depth'), (tof_topic, 'ToF depth')):
-            if topic not in types:
-                raise CalibrateError(f'bag {folder} has no {what} topic {topic} (topics: {listing})')
-        if use_confidence is None:
-            use_confidence = confidence_topic in types
-        elif use_confidence and confidence_topic not in types:
-            raise CalibrateError(f'bag {folder} has no confidence topic {confidence_topic} (topics: '
-                                 f'{listing}; use --no-confidence to calibrate without it)')
-        wanted = {student_topic, tof_topic} | ({confidence_topic} if use_confidence else set())
-        for topic in wanted:
-            if types[topic] != IMAGE_TYPE:
-                raise CalibrateError(f'bag {folder}: topic {topic} has type {types[topic]}, '
-                                     f'expected {IMAGE_TYPE}')
-        pairer = ToFPairer(max_time_diff, capacity=64, use_confidence=use_confidence)
-        tolerance = round(max_time_diff * 1e9)
-        pending: deque[tuple[int, np.ndarray]] = deque()
-
-        def resolve(everything: bool) -> Iterator[Pair]:
-            newest = pairer.depth.newest_stamp()
-            while pending and (everything or len(pending) > 256
-                               or (newest is not None and newest > pending[0][0] + tolerance)):
-                stamp, student = pending.popleft()
-                match = pairer.match(stamp, now=0.0)
-                if match.status is MatchStatus.NO_CONFIDENCE:
-                    tally.no_confidence += 1
-                elif not match.matched:
-                    tally.unmatched += 1
-                else:
-                    name = f'{student_topic} @ {stamp / 1e9:.6f} s'
-                    yield Pair(name, student, match.tof[0], match.tof[1],
-                               match.confidence[0] if match.confidence else None)
-
-        connections = [c for c in reader.connections if c.topic in wanted]
+        topics = _BagTopics(folder, {c.topic: c.msgtype for c in reader.connections}, student_topic,
+                            tof_topic, confidence_topic, use_confidence)
+        pairing = _BagPairing(topics, max_time_diff, tally)
+        connections = [c for c in reader.connections if c.topic in topics.wanted]
         for conn, _, raw in reader.messages(connections=connections):
-            msg = reader.deserialize(raw, conn.msgtype)
-            stamp = stamp_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
-            try:
-                image = _image_array(msg)
-            except ValueError as exc:
-                raise CalibrateError(f'bag {folder}: {conn.topic} @ {stamp / 1e9:.6f} s: {exc}') from None
-            if conn.topic == student_topic:
-                tally.students += 1
-                pending.append((stamp, image if msg.encoding == '32FC1' else to_metres(image, msg.encoding)))
-            elif conn.topic == tof_topic:
-                pairer.add_depth(stamp, (image, msg.encoding), now=0.0)
-            else:
-                pairer.add_confidence(stamp, (image, msg.encoding))
-            yield from resolve(False)
-        yield from resolve(True)
+            yield from pairing.add(conn.topic, reader.deserialize(raw, conn.msgtype))
+        yield from pairing.resolve(everything=True)
     except AnyReaderError as exc:
         raise CalibrateError(f'bag {folder}: {exc}') from None
     finally:
         reader.close()
+
+
+@dataclass
+class _BagTopics:
+    """The bag's topics checked against the ones asked for; ``use_confidence`` decided."""
+
+    folder: Path
+    types: dict[str, str]
+    student: str
+    tof: str
+    confidence: str
+    use_confidence: bool | None
+
+    def __post_init__(self) -> None:
+        listing = ', '.join(f'{t} ({m})' for t, m in sorted(self.types.items())) or 'none'
+        for topic, what in ((self.student, 'student depth'), (self.tof, 'ToF depth')):
+            if topic not in self.types:
+                raise CalibrateError(f'bag {self.folder} has no {what} topic {topic} (topics: {listing})')
+        if self.use_confidence is None:
+            self.use_confidence = self.confidence in self.types
+        elif self.use_confidence and self.confidence not in self.types:
+            raise CalibrateError(f'bag {self.folder} has no confidence topic {self.confidence} (topics: '
+                                 f'{listing}; use --no-confidence to calibrate without it)')
+        for topic in self.wanted:
+            if self.types[topic] != IMAGE_TYPE:
+                raise CalibrateError(f'bag {self.folder}: topic {topic} has type {self.types[topic]}, '
+                                     f'expected {IMAGE_TYPE}')
+
+    @property
+    def wanted(self) -> set[str]:
+        return {self.student, self.tof} | ({self.confidence} if self.use_confidence else set())
+
+
+class _BagPairing:
+    """Buffers ToF frames and pending student depths from a bag read in order; yields the pairs."""
+
+    def __init__(self, topics: _BagTopics, max_time_diff: float, tally: Tally) -> None:
+        self.topics, self.tally = topics, tally
+        self.pairer = ToFPairer(max_time_diff, capacity=64, use_confidence=bool(topics.use_confidence))
+        self.tolerance = round(max_time_diff * 1e9)
+        self.pending: deque[tuple[int, np.ndarray]] = deque()
+
+    def add(self, topic: str, msg) -> Iterator[Pair]:
+        from rc_perception.depth import to_metres
+        stamp = stamp_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
+        try:
+            image = _image_array(msg)
+        except ValueError as exc:
+            raise CalibrateError(f'bag {self.topics.folder}: {topic} @ {stamp / 1e9:.6f} s: {exc}') from None
+        if topic == self.topics.student:
+            self.tally.students += 1
+            self.pending.append((stamp, image if msg.encoding == '32FC1' else to_metres(image, msg.encoding)))
+        elif topic == self.topics.tof:
+            self.pairer.add_depth(stamp, (image, msg.encoding), now=0.0)
+        else:
+            self.pairer.add_confidence(stamp, (image, msg.encoding))
+        yield from self.resolve(everything=False)
+
+    def resolve(self, everything: bool) -> Iterator[Pair]:
+        """Pair the pending student depths whose ToF can no longer improve (all of them at the end)."""
+        newest = self.pairer.depth.newest_stamp()
+        while self.pending and (everything or len(self.pending) > 256
+                                or (newest is not None and newest > self.pending[0][0] + self.tolerance)):
+            stamp, student = self.pending.popleft()
+            match = self.pairer.match(stamp, now=0.0)
+            if match.status is MatchStatus.NO_CONFIDENCE:
+                self.tally.no_confidence += 1
+            elif not match.matched:
+                self.tally.unmatched += 1
+            else:
+                confidence = match.confidence[0] if match.confidence else None
+                yield Pair(f'{self.topics.student} @ {stamp / 1e9:.6f} s', student, match.tof[0],
+                           match.tof[1], confidence)
 
 
 # ------------------------------------------------------------------------------------------- the fit
@@ -215,7 +243,7 @@ def calibrate(pairs: Iterator[Pair], config: FusionConfig, pixels_per_frame: int
             raise CalibrateError(f'{pair.name}: student depth must be single-channel, '
                                  f'got shape {pair.student.shape}')
         try:
-            tof = fuser.fuse(None, pair.tof, pair.tof_encoding, pair.confidence, source_map=False,
+            tof = fuser.fuse(None, pair.tof, pair.tof_encoding, pair.confidence,
                              shape=pair.student.shape).depth
         except ValueError as exc:
             raise CalibrateError(f'{pair.name}: {exc}') from None
@@ -278,8 +306,8 @@ def report(cal: Calibration, stats: dict, source: str, tally: Tally) -> str:
 # ----------------------------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('source', type=Path, help='dataset folder or rosbag2 recording')
     parser.add_argument('-o', '--output', type=Path,
                         help='write the calibration YAML here (for the node\'s calibration_file)')
@@ -354,18 +382,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Fit alpha, beta from recorded student / ToF depth pairs; write the node's calibration file."""
     args = build_parser().parse_args(argv)
-    try:
-        code = run(args)
-    except CalibrateError as exc:
-        print(f'{PROG}: error: {exc}', file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        code = 130
-    sys.exit(code)
+    return run_tool(PROG, lambda: run(args))
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

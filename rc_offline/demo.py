@@ -9,7 +9,9 @@ Steps (each says what it does; generated data and exported models are cached bet
 3. student_trt_node, depth_fusion_node and pointcloud_xyz_node, each its own process, with
    config/perception.yaml (as the launch file starts them), fed over DDS by a replay at camera rate while
    this process records what they publish;
-4. scoring against ground truth and the report in --output: report.md, metrics.json, panel PNGs.
+4. scoring against ground truth and the report in --output: report.md, metrics.json, panel PNGs; on the
+   held-out drive, what Nav2's local costmap makes of the published cloud (config/nav2_local_costmap.yaml
+   through rc_offline.costmap) against what it makes of the ground truth: costmap.png and its figures.
 
 Exit code 0 when the pipeline ran and every check in the report passed, 1 otherwise.
 """
@@ -26,13 +28,20 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from rc_offline.costmap import DISTROS, CostmapConfig
+from rc_offline.demo_trust import FAULTS, trust_section
 from rc_perception.resources import share_file
 
 __all__ = ['main']
 
 PANEL_FRAMES = 3
+#: Frames whose inputs are kept, among which the panels are chosen after the run (those that reached the
+#: point cloud).
+PANEL_CANDIDATES = 12
 #: Stem under which the outputs of the priming frames are recorded (and then dropped).
 PRIMING = '__priming__'
+#: The stacked plot of where the milliseconds go (rc_offline.demo_latency).
+LATENCY_PLOT = 'latency.png'
 
 
 def _say(text: str = '') -> None:
@@ -87,7 +96,10 @@ class Recorder:
         self.inputs: dict[str, dict[str, np.ndarray]] = {}   # panel frames: what went in
         self._latest_input: dict[str, np.ndarray] = {}
         self.outputs: dict[str, dict[str, np.ndarray]] = {}
+        self.clouds: dict[str, np.ndarray] = {}          # every cloud's x, y, z by stem (the costmap's input)
+        self.clearing: dict[str, np.ndarray] = {}        # perception/clearing_points, when the node sends it
         self.cloud_latency_ms: dict[str, float] = {}
+        self.arrivals: dict[str, dict[str, int]] = {}    # stem -> output -> arrival time here (ns)
         self.cloud_arrival: list[float] = []
         self.panel_stems = panel_stems
         self.diagnostics: dict[str, dict[str, str]] = {}
@@ -95,6 +107,8 @@ class Recorder:
                            ('fused', 'perception/fused_depth'), ('source', 'perception/fused_depth/source')):
             self.node.create_subscription(Image, topic, self._image_callback(key), qos.sensor_data())
         self.node.create_subscription(PointCloud2, 'perception/fused_depth_points', self._on_cloud,
+                                      qos.sensor_data())
+        self.node.create_subscription(PointCloud2, 'perception/clearing_points', self._on_clearing,
                                       qos.sensor_data())
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
                                       QoSProfile(depth=50))
@@ -133,9 +147,12 @@ class Recorder:
         from rc_perception import codecs
 
         def callback(msg) -> None:
+            now_ns = time.time_ns()
             stem = self._stem(msg.header)
             if stem is None:
                 return
+            with self.lock:
+                self.arrivals.setdefault(stem, {})[key] = now_ns
             try:
                 arr = codecs.image_to_array(msg)
             except ValueError:
@@ -150,11 +167,20 @@ class Recorder:
         stem = self._stem(msg.header)
         if stem is None:
             return
+        xyz = codecs.cloud_to_xyz(msg)
         with self.lock:
+            self.arrivals.setdefault(stem, {})['cloud'] = now_ns
             self.cloud_latency_ms[stem] = (now_ns - self._ns(msg.header.stamp)) / 1e6
             self.cloud_arrival.append(time.monotonic())
-            if stem in self.panel_stems:
-                self.outputs.setdefault(stem, {})['cloud'] = codecs.cloud_to_xyz(msg)
+            self.clouds[stem] = xyz
+
+    def _on_clearing(self, msg) -> None:
+        from rc_perception import codecs
+        stem = self._stem(msg.header)
+        if stem is not None:
+            xyz = codecs.cloud_to_xyz(msg)
+            with self.lock:
+                self.clearing[stem] = xyz
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -213,8 +239,8 @@ class Recorder:
             while time.monotonic() < wait_until:
                 with self.lock:
                     if PRIMING in self.cloud_latency_ms:
-                        self.outputs.pop(PRIMING, None)
-                        self.cloud_latency_ms.pop(PRIMING, None)
+                        for recorded in (self.outputs, self.cloud_latency_ms, self.clouds, self.clearing):
+                            recorded.pop(PRIMING, None)
                         self.cloud_arrival.clear()
                         self.sent = {k: v for k, v in self.sent.items() if v != PRIMING}
                         return sent
@@ -261,6 +287,10 @@ def _prepare_data(args: argparse.Namespace, cache: Path):
                  f'calibration images (cached in {cache})')
         heldout = ensure_split('heldout', args.frames, root=cache, progress=progress)
         _say(f'    held-out: {heldout}\n    calibration: {calib}')
+        if args.student_fault == 'shuffled':
+            from rc_offline.demo_trust import shuffled_split
+            heldout = shuffled_split(heldout, Path(args.output) / 'shuffled_split')
+            _say(f'    student fault: camera images replayed out of order against the ToF ({heldout})')
         return DatasetSource(heldout, rate=args.rate, preload=True), heldout, calib
     _step(1, f'Recording: {args.replay}')
     topics = {'rgb': args.rgb_topic, 'depth': args.depth_topic, 'confidence': args.confidence_topic,
@@ -288,9 +318,13 @@ def _prepare_model(args: argparse.Namespace, calib: Path | None, cache: Path) ->
     checkpoint = Path(args.checkpoint) if args.checkpoint else share_file('models', 'student_demo.pt')
     if not checkpoint.is_file():
         raise RuntimeError(f'checkpoint {checkpoint} does not exist')
+    if args.student_fault == 'constant':
+        from rc_offline.demo_trust import constant_checkpoint
+        checkpoint = constant_checkpoint(checkpoint, cache / f'{checkpoint.stem}_constant.pt')
+        _say(f'    student fault: {checkpoint.name}, every weight zero (one depth everywhere)')
     _step(2, f'Export of {checkpoint.name} with export_trt (ONNX FP32 + INT8 Q/DQ; engines where TensorRT '
              'is installed)')
-    exported = export_models(checkpoint, calib, cache, 'fp32,int8')
+    exported = export_models(checkpoint, calib, cache, 'fp32' if args.student_fault else 'fp32,int8')
     model = exported / f'{checkpoint.stem}_{"int8_qdq" if args.model == "int8" else "fp32"}.onnx'
     engine = exported / f'{checkpoint.stem}_{args.model}.engine'
     if args.backend in ('auto', 'tensorrt') and engine.is_file():
@@ -358,14 +392,11 @@ def _run_pipeline(args: argparse.Namespace, source, frames: int, model: Path, pa
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from depth_fusion.fusion import FusionConfig
-    from rc_offline import dataset
-    from rc_offline.demo_eval import FrameOutputs, score_frames, score_outputs_only
-    from rc_offline.demo_report import load_poses, write_metrics, write_panels, write_report
+    from rc_offline.demo_report import write_metrics, write_report
     from rc_offline.heldout import cache_root
     from rc_offline.pipeline import default_params_file
     from rc_offline.replay import DatasetSource
-    from rc_perception.depth import to_metres
+    from rc_perception.launch_args import node_parameters
     from student_trt.metadata import ModelSpec
 
     started = time.monotonic()
@@ -375,48 +406,115 @@ def run(args: argparse.Namespace) -> int:
     params_file = Path(args.params_file) if args.params_file else default_params_file()
     if not params_file.is_file():
         raise RuntimeError(f'params file {params_file} does not exist')
-    fusion_params = yaml.safe_load(params_file.read_text())['depth_fusion_node']['ros__parameters']
+    fusion_params = node_parameters(yaml.safe_load(params_file.read_text()) or {}, '/depth_fusion_node')
+    costmap_yaml = Path(args.costmap_yaml) if args.costmap_yaml else share_file('config',
+                                                                                 'nav2_local_costmap.yaml')
+    CostmapConfig.from_yaml(costmap_yaml)   # a missing or unusable costmap params file fails now, not last
 
     source, truth, calib = _prepare_data(args, cache)
     model = _prepare_model(args, calib, cache)
-    if isinstance(source, DatasetSource):
-        stems = [f.stem for f in source.frames]
-    else:
-        stems = [f'{i:06d}' for i in range(source.rgb_frames)]
+    stems = _stems(source)
     if not stems:
         raise RuntimeError(f'{args.replay}: no camera frames to replay')
-    panel_stems = {stems[i] for i in np.linspace(len(stems) // 4, len(stems) - 1, PANEL_FRAMES).astype(int)}
+    picks = np.linspace(len(stems) // 4, len(stems) - 1, PANEL_CANDIDATES).astype(int)
+    candidates = {stems[i] for i in picks}
     recorder, codes, replay_seconds = _run_pipeline(args, source, len(stems), model, params_file, out,
-                                                    panel_stems)
+                                                    candidates)
 
     _step(4, f"{'Scoring against ground truth' if truth else 'Summing up'} and writing the report to {out}")
     spec = ModelSpec.from_metadata(_onnx_metadata(model.with_suffix('.onnx') if model.suffix != '.onnx'
                                                   else model))
+    m = _accuracy(source, truth, stems, recorder, fusion_params, spec.num_classes)
+    m.update(_pipeline_figures(recorder, replay_seconds, codes))
+    m.update({'replay_rate_hz': args.rate, 'model': model.name, 'precision': spec.precision,
+              'input_folder': str(truth if truth is not None else args.replay)})
+    latency = _latency(recorder, out)
+    m.update(latency.metrics())
+    checks = _checks(m, codes, args.student_fault)
+    trust = None
+    if m['ground_truth']:
+        trust = trust_section(m['agreement'], dict(recorder.diagnostics), args.student_fault, args.rate,
+                              float(fusion_params.get('min_student_delta1', 0.0)))
+        m.update(trust.metrics())
+        checks.append(trust.check())
+    costmap = _costmap(truth, recorder, costmap_yaml, args.distro, out)
+    if costmap is not None:
+        m.update(costmap.metrics)
+        checks += [] if args.student_fault else costmap.checks  # a wrong student is judged by its gate
+    m['seconds_total'] = time.monotonic() - started
+    m['checks'] = {name: ok for name, ok, _ in checks}
+    write_metrics(out / 'metrics.json', m)
+    if args.save_outputs:
+        _save_outputs(recorder, out / 'outputs')
+    panels = _write_panels(out, truth, stems, candidates, recorder, spec.num_classes)
+    setup = {
+        'input': (f'{truth} ({len(stems)} frames, with ground truth)' if truth is not None
+                  else f'{args.replay} ({len(stems)} camera frames, no ground truth)'),
+        'model': f'{model} ({spec.precision}; calibration: {spec.calibration or "n/a"})',
+        'student backend': args.backend,
+        'params file': str(params_file),
+        'fusion': f"mode {fusion_params['mode']}, confidence >= {fusion_params['confidence_threshold']}, "
+                  f"ToF range {fusion_params['range_min']}-{fusion_params['range_max']} m",
+        'costmap': f'{costmap_yaml} (Nav2 {args.distro} semantics)',
+        'replay rate': f'{args.rate:g} Hz' if isinstance(source, DatasetSource) else 'recorded timing',
+        'total time': f"{m['seconds_total']:.0f} s",
+    }
+    sections = ((trust.lines() if trust is not None else []) + (costmap.lines if costmap is not None else [])
+                + latency.lines(LATENCY_PLOT))
+    write_report(out / 'report.md', m, checks, setup, spec.class_names, panels, sections)
+    _print_summary(m, checks, truth is not None, out, len(panels))
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def _save_outputs(recorder: Recorder, folder: Path) -> None:
+    """What the pipeline published, per frame: ``<stem>.npz`` with student, segmentation, fused, source."""
+    folder.mkdir(parents=True, exist_ok=True)
     with recorder.lock:
         outputs = dict(recorder.outputs)
-        inputs = dict(recorder.inputs)
-    if truth is not None:
-        frames = []
-        for frame in source.frames:
-            got = outputs.get(frame.stem, {})
-            conf = frame.paths.get('confidence')
-            frames.append(FrameOutputs(
-                stem=frame.stem,
-                gt_depth=dataset.read_depth(truth / 'depth' / f'{frame.stem}.png'),
-                gt_labels=dataset.read_image(truth / 'labels' / f'{frame.stem}.png'),
-                tof_mm=dataset.read_image(frame.paths['tof']),
-                confidence=dataset.read_image(conf) if conf is not None else None,
-                student=got.get('student'), segmentation=got.get('segmentation'),
-                fused=got.get('fused'), source=got.get('source')))
-        config = FusionConfig.from_values(SimpleNamespace(**fusion_params))
-        use_confidence = fusion_params.get('use_confidence', True)
-        m = score_frames(frames, config, use_confidence, spec.num_classes).summary()
-    else:
-        m = score_outputs_only([outputs.get(stem, {}) for stem in stems])
+    for stem, arrays in outputs.items():
+        if stem != PRIMING:
+            np.savez_compressed(folder / f'{stem}.npz', **arrays)
+
+
+def _stems(source) -> list[str]:
+    from rc_offline.replay import DatasetSource
+    if isinstance(source, DatasetSource):
+        return [f.stem for f in source.frames]
+    return [f'{i:06d}' for i in range(source.rgb_frames)]
+
+
+def _accuracy(source, truth: Path | None, stems: list[str], recorder: Recorder, fusion_params: dict,
+              num_classes: int) -> dict:
+    """Depth and segmentation scores against the ground truth, or coverage and consistency without it."""
+    from depth_fusion.fusion import FusionConfig
+    from rc_offline import dataset
+    from rc_offline.demo_eval import FrameOutputs, score_frames, score_outputs_only
+
+    with recorder.lock:
+        outputs = dict(recorder.outputs)
+    if truth is None:
+        return {'ground_truth': False, **score_outputs_only([outputs.get(stem, {}) for stem in stems])}
+    frames = []
+    for frame in source.frames:
+        got = outputs.get(frame.stem, {})
+        conf = frame.paths.get('confidence')
+        frames.append(FrameOutputs(
+            stem=frame.stem,
+            gt_depth=dataset.read_depth(truth / 'depth' / f'{frame.stem}.png'),
+            gt_labels=dataset.read_image(truth / 'labels' / f'{frame.stem}.png'),
+            tof_mm=dataset.read_image(frame.paths['tof']),
+            confidence=dataset.read_image(conf) if conf is not None else None,
+            student=got.get('student'), segmentation=got.get('segmentation'),
+            fused=got.get('fused'), source=got.get('source')))
+    config = FusionConfig.from_values(SimpleNamespace(**fusion_params))
+    use_confidence = fusion_params.get('use_confidence', True)
+    return {'ground_truth': True, **score_frames(frames, config, use_confidence, num_classes).summary()}
+
+
+def _pipeline_figures(recorder: Recorder, replay_seconds: float, codes: dict[str, int]) -> dict:
     latencies = np.array(list(recorder.cloud_latency_ms.values()))
     frames_in, frames_out = recorder.frames_sent, len(recorder.cloud_latency_ms)
-    m.update({
-        'ground_truth': truth is not None,
+    return {
         'frames_in': frames_in,
         'frames_out': frames_out,
         'dropped': frames_in - frames_out,
@@ -429,43 +527,69 @@ def run(args: argparse.Namespace) -> int:
         'student_inference_ms_p99': _diag_value(recorder.diagnostics, 'student_trt_node',
                                                 'inference p99 (ms)'),
         'node_exit_codes': codes,
-        'replay_rate_hz': args.rate,
-        'model': model.name,
-        'precision': spec.precision,
-        'seconds_total': time.monotonic() - started,
-    })
-    checks = _checks(m, codes)
-    m['checks'] = {name: ok for name, ok, _ in checks}
-    write_metrics(out / 'metrics.json', m)
+    }
 
+
+def _latency(recorder: Recorder, out: Path):
+    """The latency breakdown (rc_offline.demo_latency) and its plot, LATENCY_PLOT in ``out``."""
+    from rc_offline.demo_latency import breakdown, write_plot
+    with recorder.lock:
+        stamps = {stem: stamp for stamp, stem in recorder.sent.items()}
+        arrivals = {stem: dict(times) for stem, times in recorder.arrivals.items()}
+        result = breakdown(dict(recorder.diagnostics), stamps, arrivals)
+    write_plot(result, out / LATENCY_PLOT)
+    return result
+
+
+def _costmap(truth: Path | None, recorder: Recorder, costmap_yaml: Path, distro: str, out: Path):
+    """The costmap figures (rc_offline.costmap_eval.DemoCostmap) on a drive split, else None."""
+    from rc_offline.costmap_eval import demo_costmap
+    if truth is None:
+        return None
+    with recorder.lock:
+        recorded = {stem: {'cloud': cloud} for stem, cloud in recorder.clouds.items()}
+        for stem, cloud in recorder.clearing.items():
+            recorded.setdefault(stem, {})['clearing'] = cloud
+        for stem, got in recorder.outputs.items():
+            if stem in recorded and 'source' in got:
+                recorded[stem]['source'] = got['source']
+        latency = dict(recorder.cloud_latency_ms)
+    result = demo_costmap(truth, recorded, latency, costmap_yaml, distro, out)
+    if result is None:
+        _say(f'    {truth} records no drive (robot poses and mount): no costmap figures')
+    return result
+
+
+def _write_panels(out: Path, truth: Path | None, stems: list[str], candidates: set[str], recorder: Recorder,
+                  num_classes: int) -> list[str]:
+    """PANEL_FRAMES panels, spread over the candidates whose frame reached the point cloud."""
+    from rc_offline.demo_report import load_poses, write_panels
+    from rc_perception.depth import to_metres
+
+    with recorder.lock:
+        outputs, inputs, clouds = dict(recorder.outputs), dict(recorder.inputs), dict(recorder.clouds)
+    reached = [s for s in stems if s in candidates and s in clouds and s in inputs]
+    chosen = [reached[i] for i in np.unique(np.linspace(0, len(reached) - 1, PANEL_FRAMES).astype(int))] \
+        if reached else []
     poses = load_poses(truth) if truth is not None else {}
     rows = []
-    for stem in sorted(panel_stems):
-        got, given = outputs.get(stem, {}), inputs.get(stem, {})
+    for stem in chosen:
+        got, given = outputs.get(stem, {}), inputs[stem]
         tof = given.get('depth')
         rows.append({'stem': stem, 'rgb': given.get('rgb'), 'student': got.get('student'),
                      'tof_m': None if tof is None else to_metres(tof, '16UC1' if tof.dtype == np.uint16
                                                                  else '32FC1'),
                      'confidence': given.get('confidence'), 'fused': got.get('fused'),
                      'source': got.get('source'), 'segmentation': got.get('segmentation'),
-                     'cloud': got.get('cloud'), 'pose': poses.get(stem)})
-    panels = write_panels(out, rows, spec.num_classes)
-    setup = {
-        'input': (f'{truth} ({len(stems)} frames, with ground truth)' if truth is not None
-                  else f'{args.replay} ({len(stems)} camera frames, no ground truth)'),
-        'model': f'{model} ({spec.precision}; calibration: {spec.calibration or "n/a"})',
-        'student backend': args.backend,
-        'params file': str(params_file),
-        'fusion': f"mode {fusion_params['mode']}, confidence >= {fusion_params['confidence_threshold']}, "
-                  f"ToF range {fusion_params['range_min']}-{fusion_params['range_max']} m",
-        'replay rate': f'{args.rate:g} Hz' if isinstance(source, DatasetSource) else 'recorded timing',
-        'total time': f"{m['seconds_total']:.0f} s",
-    }
-    write_report(out / 'report.md', m, checks, setup, spec.class_names, panels)
+                     'cloud': clouds[stem], 'pose': poses.get(stem)})
+    return write_panels(out, rows, num_classes)
+
+
+def _print_summary(m: dict, checks: list, truth: bool, out: Path, panels: int) -> None:
     _say('')
     for name, ok, detail in checks:
         _say(f'    {"PASS" if ok else "FAIL"}  {name}: {detail}')
-    if truth is not None:
+    if truth:
         _say(f"\n    RMSE student {m['rmse_student']:.3f} m, ToF {m['rmse_tof']:.3f} m, "
              f"fused {m['rmse_fused']:.3f} m; coverage student {100 * m['coverage_student']:.1f} %, "
              f"ToF {100 * m['coverage_tof']:.1f} %, fused {100 * m['coverage_fused']:.1f} %; "
@@ -473,11 +597,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         _say(f"\n    fused depth covers {100 * m['coverage_fused']:.1f} % of the pixels: ToF "
              f"{100 * m['coverage_tof']:.1f} %, student the rest")
-    _say(f"    {frames_out}/{frames_in} frames reached the point cloud at {m['fps']:.1f} fps, "
+    _say(f"    {m['frames_out']}/{m['frames_in']} frames reached the point cloud at {m['fps']:.1f} fps, "
          f"latency p50 {m['latency_ms_p50']:.0f} ms, p99 {m['latency_ms_p99']:.0f} ms")
-    _say(f'\nReport: {out / "report.md"}  (metrics.json, {len(panels)} panels, logs/) '
+    if 'costmap_recall' in m:
+        clear = m['costmap_clear_s']
+        _say(f"    costmap: obstacle recall {100 * m['costmap_recall']:.1f} %, floor cells "
+             f"{m['costmap_floor_cells']}, removed box cleared after "
+             f"{'-' if clear is None else f'{clear:.2f}'} s")
+    _say(f'\nReport: {out / "report.md"}  (metrics.json, {panels} panels, logs/) '
          f'in {m["seconds_total"]:.0f} s')
-    return 0 if all(ok for _, ok, _ in checks) else 1
 
 
 def _onnx_metadata(path: Path) -> dict[str, str]:
@@ -486,7 +614,7 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _checks(m: dict, codes: dict[str, int]) -> list[tuple[str, bool, str]]:
+def _checks(m: dict, codes: dict[str, int], fault: str | None) -> list[tuple[str, bool, str]]:
     checks = [
         ('every node exited cleanly', all(c == 0 for c in codes.values()),
          ', '.join(f'{k} {v}' for k, v in codes.items())),
@@ -495,9 +623,10 @@ def _checks(m: dict, codes: dict[str, int]) -> list[tuple[str, bool, str]]:
     ]
     if m['ground_truth']:
         cov = (m['coverage_student'], m['coverage_tof'], m['coverage_fused'])
-        checks += [
+        checks += [] if fault else [   # a faulty student's fill is to be withheld: coverage drops
             ('fused coverage >= student and ToF coverage', cov[2] >= max(cov[0], cov[1]),
-             f'fused {100 * cov[2]:.2f} %, student {100 * cov[0]:.2f} %, ToF {100 * cov[1]:.2f} %'),
+             f'fused {100 * cov[2]:.2f} %, student {100 * cov[0]:.2f} %, ToF {100 * cov[1]:.2f} %')]
+        checks += [
             ('fused RMSE below the student alone', m['rmse_fused'] < m['rmse_student'],
              f"fused {m['rmse_fused']:.3f} m < student {m['rmse_student']:.3f} m"),
             ('fused equals the ToF where the ToF is valid and confident', m['tof_pixels_replaced'] == 0,
@@ -534,6 +663,18 @@ def build_parser() -> argparse.ArgumentParser:
                         '$RC_PERCEPTION_CACHE or ~/.cache/rc_perception)')
     parser.add_argument('--startup-timeout', type=float, default=60.0,
                         help='seconds for the nodes to come up (default 60)')
+    parser.add_argument('--costmap-yaml',
+                        help='Nav2 params file whose local costmap judges the cloud (default: the installed '
+                             'config/nav2_local_costmap.yaml)')
+    parser.add_argument('--save-outputs', action='store_true',
+                        help='also write what the pipeline published per frame to '
+                             '<output>/outputs/<frame>.npz')
+    parser.add_argument('--student-fault', choices=FAULTS, default=None,
+                        help='make the student wrong on purpose to check the fusion\'s trust gate: constant '
+                             '(a model with every weight zero) or shuffled (camera images out of order '
+                             'against the ToF)')
+    parser.add_argument('--distro', choices=DISTROS, default='humble',
+                        help="whose Nav2 costmap semantics to model (default humble, the oldest target)")
     recording = parser.add_argument_group(
         'your own recording', 'Feed the pipeline from a rosbag2 (sqlite3 or mcap, read with rosbags: no ROS '
         'install needed) or a dataset folder instead of the synthetic sequence. Without ground truth '

@@ -7,7 +7,8 @@ resampling, so a ToF pixel that fusion used is compared against the same ground-
 Per source, over the pixels that have ground truth:
 
 * ``student``: the student's depth, where finite;
-* ``tof``: the ToF where fusion deems it valid (range, and confidence when ``use_confidence``);
+* ``tof``: the ToF where fusion deems it valid (range, and confidence when ``use_confidence`` is not
+  false and the frame has one);
 * ``fused``: the published fused depth, where finite.
 
 RMSE / AbsRel / delta<1.25 are over the pixels where that source gives a value; coverage is the share of
@@ -25,7 +26,7 @@ from depth_fusion.fusion import FusionConfig, resample_nearest, tof_valid
 from rc_offline.metrics import ConfusionMatrix, DepthErrors
 from rc_perception.depth import to_metres
 
-__all__ = ['FrameOutputs', 'Scores', 'score_frames', 'score_outputs_only']
+__all__ = ['FrameOutputs', 'Scores', 'agreement', 'score_frames', 'score_outputs_only']
 
 SOURCES = ('student', 'tof', 'fused')
 
@@ -57,6 +58,8 @@ class Scores:
     fused_zeros: int = 0
     #: Pixels whose source-map entry disagrees with where the value came from.
     source_mismatch: int = 0
+    #: Per scored frame, the student against the valid ToF (``agreement``), in frame order.
+    agreement: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
         out = {'frames_scored': self.frames_scored}
@@ -74,10 +77,11 @@ class Scores:
         out['tof_pixels_replaced'] = self.tof_replaced
         out['fused_zero_pixels'] = self.fused_zeros
         out['source_map_mismatches'] = self.source_mismatch
+        out['agreement'] = self.agreement
         return out
 
 
-def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidence: bool,
+def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidence: bool | str,
                  num_classes: int) -> Scores:
     """Accumulate the scores of every frame for which both the student and the fused depth arrived."""
     scores = Scores(confusion=ConfusionMatrix(num_classes))
@@ -85,10 +89,10 @@ def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidenc
         if f.student is None or f.fused is None:
             continue
         grid = f.fused.shape
-        gt = resample_nearest(f.gt_depth, grid, 'ground truth')
-        tof_mm = resample_nearest(f.tof_mm, grid, 'ToF')
-        conf = resample_nearest(f.confidence, grid, 'confidence') if (use_confidence and
-                                                                      f.confidence is not None) else None
+        gt = resample_nearest(f.gt_depth, grid)
+        tof_mm = resample_nearest(f.tof_mm, grid)
+        conf = resample_nearest(f.confidence, grid) if (use_confidence not in (False, 'false')
+                                                        and f.confidence is not None) else None
         valid = tof_valid(tof_mm, '16UC1', config.range_min, config.range_max, conf,
                           config.confidence_threshold)
         tof_m = to_metres(tof_mm, '16UC1')  # the node's conversion: the values fusion must pass on
@@ -102,11 +106,27 @@ def score_frames(frames: list[FrameOutputs], config: FusionConfig, use_confidenc
         if f.source is not None:
             expected = np.where(valid, 1, np.where(np.isfinite(f.fused), 2, 0))
             scores.source_mismatch += int(np.sum(f.source != expected))
+        scores.agreement.append(agreement(f.stem, f.student, tof_m, valid, f.source))
         if f.segmentation is not None:
-            labels = resample_nearest(f.gt_labels, f.segmentation.shape, 'labels')
+            labels = resample_nearest(f.gt_labels, f.segmentation.shape)
             scores.confusion.add(f.segmentation, labels)
         scores.frames_scored += 1
     return scores
+
+
+def agreement(stem: str, student: np.ndarray, tof_m: np.ndarray, valid: np.ndarray,
+              source: np.ndarray | None) -> dict:
+    """How the student agreed with the valid ToF on one frame, and whether its fill was published: AbsRel
+    and delta1 over the pixels where both have a value, their share of the frame (``overlap``), whether any
+    pixel could have been filled (ToF invalid, student finite) and whether any was (source map 2)."""
+    both = valid & np.isfinite(student)
+    s, t = student[both].astype(np.float64), tof_m[both].astype(np.float64)
+    ratio = s / t
+    could_fill = bool(np.any(~valid & np.isfinite(student)))
+    return {'stem': stem, 'overlap': float(both.mean()),
+            'absrel': float(np.mean(np.abs(ratio - 1.0))) if s.size else float('nan'),
+            'delta1': float(np.mean(np.maximum(ratio, 1.0 / ratio) < 1.25)) if s.size else float('nan'),
+            'could_fill': could_fill, 'filled': bool(source is not None and np.any(source == 2))}
 
 
 def score_outputs_only(outputs: list[dict]) -> dict:

@@ -62,7 +62,8 @@ def _fmt(value, digits: int = 3, pct: bool = False) -> str:
 
 
 def write_report(path: Path, m: dict, checks: list[tuple[str, bool, str]], setup: dict,
-                 class_names: tuple[str, ...], panel_files: list[str]) -> None:
+                 class_names: tuple[str, ...], panel_files: list[str], sections: list[str] = ()) -> None:
+    """report.md; ``sections`` (markdown lines, e.g. the costmap's) go after the accuracy sections."""
     truth = m.get('ground_truth', True)
     if truth:
         intro = ('The whole pipeline ran over DDS on data with ground truth (by default the built-in '
@@ -93,7 +94,7 @@ def write_report(path: Path, m: dict, checks: list[tuple[str, bool, str]], setup
         lines += ['', '## Segmentation', '', f"mIoU **{_fmt(m['miou'])}** (pixel accuracy "
                   f"{_fmt(m['pixel_accuracy'], pct=True)}).", '', '| class | IoU |', '|---|---:|']
         lines += [f'| {n} | {_fmt(v)} |' for n, v in zip(class_names, m['iou_per_class'], strict=False)]
-    lines += ['', '## Pipeline', '', '| figure | value |', '|---|---:|',
+    lines += ['', *sections, '## Pipeline', '', '| figure | value |', '|---|---:|',
               f"| frames replayed (frames_in) | {m['frames_in']} |",
               f"| point clouds received (frames_out) | {m['frames_out']} |",
               f"| frames without a cloud (dropped) | {m['dropped']} |",

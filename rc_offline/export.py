@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rc_offline.cli import ArgumentParser, ToolError, UsageError, run_tool
 from rc_offline.dataset import IMAGE_SUFFIXES, DatasetError, read_rgb
 from student_trt.metadata import KEY_PREFIX, PRECISIONS, ModelSpec
 
@@ -63,11 +64,7 @@ FP16_OPSET = 19
 ADVICE = '100-500 images from the robot\'s own camera'
 
 
-class UsageError(Exception):
-    """Bad command-line arguments (exit code 2)."""
-
-
-class ExportError(Exception):
+class ExportError(ToolError):
     """Unusable input or a failed export step (exit code 1)."""
 
 
@@ -393,22 +390,67 @@ def _check_args(args: argparse.Namespace) -> _Plan:
     return _Plan(checkpoint, Path(args.output_dir or 'exported'), precisions, input_size, files, want_int8)
 
 
+@dataclass
+class _Run:
+    """One export in progress: what every step reads (see ``run_export``)."""
+
+    args: argparse.Namespace
+    plan: _Plan
+    spec: ModelSpec
+    images: Images
+    log_path: Path
+
+    @property
+    def out(self) -> Path:
+        return self.plan.out
+
+    def path(self, variant: str) -> Path:
+        return self.plan.out / f'{self.plan.checkpoint.stem}_{variant}.onnx'
+
+    def variant_spec(self, precision: str, variant: str, calibration: str = '') -> ModelSpec:
+        return self.spec.with_(precision=precision, calibration=calibration,
+                               extra={**self.spec.extra, 'onnx_variant': variant})
+
+    @property
+    def depth_range(self) -> float:
+        return self.spec.depth_max - self.spec.depth_min
+
+
 def run_export(args: argparse.Namespace) -> int:
-    """The export (arguments parsed by ``build_parser``); returns the exit code.
+    """The export (arguments parsed by ``build_parser``): FP32, then FP16 and INT8 from it, then engines;
+    returns the exit code.
 
     Raises:
         UsageError, ExportError: reported by ``main`` as one line.
     """
     plan = _check_args(args)
     _require_modules()
-    import onnx
-    import torch
-
-    from rc_offline.checkpoint import CheckpointError, read_checkpoint
-    from rc_offline.model import count_parameters, estimate_gflops
-    from rc_offline.quantize import QuantizeError, convert_fp16, quantize_int8
-
     start = time.perf_counter()
+    model, spec = _load_model(plan)
+    run = _Run(args, plan, spec, _prepare_images(args, spec, plan.files, plan.want_int8),
+               plan.out / f'{plan.checkpoint.stem}_modelopt.log')
+    plan.out.mkdir(parents=True, exist_ok=True)
+    run.log_path.unlink(missing_ok=True)
+    _describe(run, model)
+    proto, fp32 = _export_fp32(run, model)
+    artifacts = [fp32]
+    if not fp32.ok:
+        _summary(artifacts, run.images.held_out_source)
+        _warn(f'export_trt: error: {fp32.path.name} differs from PyTorch beyond tolerance (kept for '
+              'inspection); nothing else exported')
+        return 1
+    reference = run_onnx(fp32.path, run.images.held_out)
+    if 'fp16' in plan.precisions:
+        artifacts.append(_export_fp16(run, proto, reference))
+    if plan.want_int8:
+        artifacts.append(_export_int8(run, proto, reference))
+    return _finish(run, artifacts, start)
+
+
+def _load_model(plan: _Plan):
+    """The checkpoint's model and its ModelSpec (at --input-size, with the checkpoint's name and hash)."""
+    from rc_offline.checkpoint import CheckpointError, read_checkpoint
+    from student_trt.engine_sidecar import sha256_file
     try:
         ckpt = read_checkpoint(plan.checkpoint)
         model = ckpt.build()
@@ -423,116 +465,120 @@ def run_export(args: argparse.Namespace) -> int:
         _say(f'note: exporting at {plan.input_size[0]}x{plan.input_size[1]}; {plan.checkpoint.name} was '
              f'trained at {spec.height}x{spec.width}')
         spec = spec.with_(height=plan.input_size[0], width=plan.input_size[1])
-    from student_trt.engine_sidecar import sha256_file
     spec = spec.with_(extra={**spec.extra, 'checkpoint': plan.checkpoint.name,
                              'checkpoint_sha256': sha256_file(plan.checkpoint)})
-    images = _prepare_images(args, spec, plan.files, plan.want_int8)
-    stem, out = plan.checkpoint.stem, plan.out
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / f'{stem}_modelopt.log'
-    log_path.unlink(missing_ok=True)
-    h, w = spec.height, spec.width
-    _say(f'{plan.checkpoint}: {count_parameters(model) / 1e6:.2f} M parameters, '
+    return model, spec
+
+
+def _describe(run: _Run, model) -> None:
+    from rc_offline.model import count_parameters, estimate_gflops
+    spec, (h, w) = run.spec, (run.spec.height, run.spec.width)
+    _say(f'{run.plan.checkpoint}: {count_parameters(model) / 1e6:.2f} M parameters, '
          f'{estimate_gflops(model, h, w):.2f} GFLOPs at {h}x{w}; input {spec.input_name} (1, 3, {h}, {w}) '
          f'float32 {spec.color_order}; outputs {spec.depth_output} (1, 1, {h}, {w}) float32 m, '
          f'{spec.seg_output} (1, {spec.num_classes}, {h}, {w}) float32 logits')
-    for note in images.notes:
+    for note in run.images.notes:
         _say(f'note: {note}')
-    drange = spec.depth_max - spec.depth_min
 
-    def variant_spec(precision: str, variant: str, calibration: str = '') -> ModelSpec:
-        return spec.with_(precision=precision, calibration=calibration,
-                          extra={**spec.extra, 'onnx_variant': variant})
 
-    # FP32 ONNX, checked against PyTorch.
+def _export_fp32(run: _Run, model) -> tuple[object, Artifact]:
+    """FP32 ONNX, checked against PyTorch on a few held-out images; returns (ONNX proto, artifact)."""
+    import onnx
+    import torch
     t = time.perf_counter()
-    fp32_spec = variant_spec('fp32', 'fp32')
-    proto = export_fp32(model, fp32_spec, args.opset)
+    fp32_spec = run.variant_spec('fp32', 'fp32')
+    proto = export_fp32(model, fp32_spec, run.args.opset)
     _set_metadata(proto, fp32_spec)
-    fp32_path = out / f'{stem}_fp32.onnx'
-    onnx.save(proto, str(fp32_path))
-    check = images.held_out[:MAX_CHECK_IMAGES]
+    path = run.path('fp32')
+    onnx.save(proto, str(path))
+    check = run.images.held_out[:MAX_CHECK_IMAGES]
     with torch.no_grad():
         expected = tuple(o.numpy() for o in model(torch.from_numpy(check)))
-    got = run_onnx(fp32_path, check)
+    got = run_onnx(path, check)
     d_err = float(np.max(np.abs(got[0] - expected[0])))
     s_err = float(np.max(np.abs(got[1] - expected[1])))
     s_tol = FP32_SEG_TOL * max(1.0, float(np.max(np.abs(expected[1]))))
-    ok = d_err <= FP32_DEPTH_TOL_M and s_err <= s_tol
-    kind = 'held-out' if images.real else 'synthetic'
-    _say(f'{fp32_path.name}: opset {args.opset}, onnx.checker ok; ONNX Runtime vs PyTorch on {len(check)} '
+    kind = 'held-out' if run.images.real else 'synthetic'
+    _say(f'{path.name}: opset {run.args.opset}, onnx.checker ok; ONNX Runtime vs PyTorch on {len(check)} '
          f'{kind} images: max |diff| depth {d_err:.1e} m (tol {FP32_DEPTH_TOL_M:.0e}), seg logits '
          f'{s_err:.1e} (tol {s_tol:.0e})')
-    artifacts = [Artifact(fp32_path, 'fp32', f'vs PyTorch: max |diff| depth {d_err:.1e} m, seg {s_err:.1e}',
-                          time.perf_counter() - t, ok)]
-    if not ok:
-        _summary(artifacts, images.held_out_source)
-        _warn(f'export_trt: error: {fp32_path.name} differs from PyTorch beyond tolerance (kept for '
-              'inspection); nothing else exported')
-        return 1
-    reference = run_onnx(fp32_path, images.held_out)
+    ok = d_err <= FP32_DEPTH_TOL_M and s_err <= s_tol
+    return proto, Artifact(path, 'fp32', f'vs PyTorch: max |diff| depth {d_err:.1e} m, seg {s_err:.1e}',
+                           time.perf_counter() - t, ok)
 
-    if 'fp16' in plan.precisions:
-        t = time.perf_counter()
-        fp16_spec = variant_spec('fp16', 'fp16')
-        try:
-            f16 = convert_fp16(proto, log_path=log_path)
-        except QuantizeError as exc:
-            raise ExportError(str(exc)) from None
-        _set_metadata(f16, fp16_spec)
-        path = out / f'{stem}_fp16.onnx'
-        onnx.save(f16, str(path))
-        m = compare(reference, run_onnx(path, images.held_out))
-        rmse_tol, max_tol = FP16_DEPTH_RMSE_FRAC * drange, FP16_DEPTH_MAX_FRAC * drange
-        ok = (m['depth_rmse'] <= rmse_tol and m['depth_max'] <= max_tol
-              and m['agreement'] >= FP16_MIN_AGREEMENT)
-        _say(f"{path.name}: opset {FP16_OPSET}, FP16-typed, float32 I/O; vs FP32: depth RMSE "
-             f"{m['depth_rmse']:.4f} m (tol {rmse_tol:.3f}), max {m['depth_max']:.3f} m (tol {max_tol:.3f}), "
-             f"seg agreement {100 * m['agreement']:.2f} % (tol {100 * FP16_MIN_AGREEMENT:.0f} %)")
-        artifacts.append(Artifact(path, 'fp16', _fmt_metrics(m), time.perf_counter() - t, ok))
 
-    if plan.want_int8:
-        if not images.real:
-            _random_calib_banner()
-        t = time.perf_counter()
-        calibration = (f'{images.calib_source} ({args.calib_method} calibration, ModelOpt on the CPU)'
-                       if images.real else images.calib_source)
-        _say(f'INT8: calibrating on {images.calib_source} ({args.calib_method}; ModelOpt output -> '
-             f'{log_path.name}) ...')
-        try:
-            result = quantize_int8(proto, images.calib, opset=args.opset, method=args.calib_method,
-                                   log_path=log_path)
-        except QuantizeError as exc:
-            raise ExportError(str(exc)) from None
-        q_spec = variant_spec('int8', 'int8_qdq', calibration)
-        _set_metadata(result.model, q_spec)
-        path = out / f'{stem}_int8_qdq.onnx'
-        onnx.save(result.model, str(path))
-        m = compare(reference, run_onnx(path, images.held_out))
-        good = m['depth_rmse'] <= INT8_DEPTH_RMSE_FRAC * drange and m['agreement'] >= INT8_MIN_AGREEMENT
-        _say(f'{path.name}: opset {args.opset}, symmetric int8 Q/DQ on {result.weight_tensors} weights and '
-             f'{result.activation_tensors} activations (float: {", ".join(result.excluded_nodes)} and convs '
-             f'ModelOpt finds too narrow); vs FP32 on {images.held_out_source}: depth RMSE '
-             f"{m['depth_rmse']:.4f} m, max {m['depth_max']:.3f} m, seg agreement "
-             f"{100 * m['agreement']:.2f} %, mIoU vs FP32 {m['miou']:.3f}")
-        if not good:
-            _warn(f'warning: {path.name} is far from FP32 (guide: depth RMSE <= '
-                  f'{INT8_DEPTH_RMSE_FRAC * drange:.2f} m, agreement >= {100 * INT8_MIN_AGREEMENT:.0f} %): '
-                  + ('random calibration does that' if not images.real else
-                     f'calibrate on {ADVICE}, varied, or try the other --calib-method'))
-        artifacts.append(Artifact(path, 'int8', _fmt_metrics(m) + ('' if good else ' (!)'),
-                                  time.perf_counter() - t))
+def _export_fp16(run: _Run, proto, reference) -> Artifact:
+    """FP16-typed ONNX (float32 I/O), compared with FP32 on the held-out images; beyond tolerance fails."""
+    import onnx
 
+    from rc_offline.quantize import QuantizeError, convert_fp16
+    t = time.perf_counter()
+    try:
+        f16 = convert_fp16(proto, log_path=run.log_path)
+    except QuantizeError as exc:
+        raise ExportError(str(exc)) from None
+    _set_metadata(f16, run.variant_spec('fp16', 'fp16'))
+    path = run.path('fp16')
+    onnx.save(f16, str(path))
+    m = compare(reference, run_onnx(path, run.images.held_out))
+    rmse_tol, max_tol = FP16_DEPTH_RMSE_FRAC * run.depth_range, FP16_DEPTH_MAX_FRAC * run.depth_range
+    ok = m['depth_rmse'] <= rmse_tol and m['depth_max'] <= max_tol and m['agreement'] >= FP16_MIN_AGREEMENT
+    _say(f"{path.name}: opset {FP16_OPSET}, FP16-typed, float32 I/O; vs FP32: depth RMSE "
+         f"{m['depth_rmse']:.4f} m (tol {rmse_tol:.3f}), max {m['depth_max']:.3f} m (tol {max_tol:.3f}), "
+         f"seg agreement {100 * m['agreement']:.2f} % (tol {100 * FP16_MIN_AGREEMENT:.0f} %)")
+    return Artifact(path, 'fp16', _fmt_metrics(m), time.perf_counter() - t, ok)
+
+
+def _export_int8(run: _Run, proto, reference) -> Artifact:
+    """INT8 Q/DQ ONNX calibrated with ModelOpt on the CPU; far from FP32 earns a warning, not a failure."""
+    import onnx
+
+    from rc_offline.quantize import QuantizeError, quantize_int8
+    images, args = run.images, run.args
+    if not images.real:
+        _random_calib_banner()
+    t = time.perf_counter()
+    calibration = (f'{images.calib_source} ({args.calib_method} calibration, ModelOpt on the CPU)'
+                   if images.real else images.calib_source)
+    _say(f'INT8: calibrating on {images.calib_source} ({args.calib_method}; ModelOpt output -> '
+         f'{run.log_path.name}) ...')
+    try:
+        result = quantize_int8(proto, images.calib, opset=args.opset, method=args.calib_method,
+                               log_path=run.log_path)
+    except QuantizeError as exc:
+        raise ExportError(str(exc)) from None
+    _set_metadata(result.model, run.variant_spec('int8', 'int8_qdq', calibration))
+    path = run.path('int8_qdq')
+    onnx.save(result.model, str(path))
+    m = compare(reference, run_onnx(path, images.held_out))
+    rmse_guide = INT8_DEPTH_RMSE_FRAC * run.depth_range
+    good = m['depth_rmse'] <= rmse_guide and m['agreement'] >= INT8_MIN_AGREEMENT
+    _say(f'{path.name}: opset {args.opset}, symmetric int8 Q/DQ on {result.weight_tensors} weights and '
+         f'{result.activation_tensors} activations (float: {", ".join(result.excluded_nodes)} and convs '
+         f'ModelOpt finds too narrow); vs FP32 on {images.held_out_source}: depth RMSE '
+         f"{m['depth_rmse']:.4f} m, max {m['depth_max']:.3f} m, seg agreement "
+         f"{100 * m['agreement']:.2f} %, mIoU vs FP32 {m['miou']:.3f}")
+    if not good:
+        _warn(f'warning: {path.name} is far from FP32 (guide: depth RMSE <= {rmse_guide:.2f} m, agreement '
+              f'>= {100 * INT8_MIN_AGREEMENT:.0f} %): '
+              + ('random calibration does that' if not images.real else
+                 f'calibrate on {ADVICE}, varied, or try the other --calib-method'))
+    return Artifact(path, 'int8', _fmt_metrics(m) + ('' if good else ' (!)'), time.perf_counter() - t)
+
+
+def _finish(run: _Run, artifacts: list[Artifact], start: float) -> int:
+    """Engines (unless --skip-trt), the summary table, and the exit code."""
     written = {a.path for a in artifacts}
+    stem, out = run.plan.checkpoint.stem, run.out
     stale = sorted(p.name for p in out.glob(f'{stem}_*.onnx') if p not in written)
     if stale:
         _say(f"note: {', '.join(stale)} in {out} not rewritten by this export (left from an earlier one; "
              'delete if stale)')
-    if args.skip_trt:
+    if run.args.skip_trt:
         _say('--skip-trt: ONNX artifacts only, no TensorRT engines built')
     else:
-        artifacts += _build_engines(args, plan.precisions, stem, out, out, only=written)
-    _summary(artifacts, images.held_out_source)
+        artifacts += _build_engines(run.args, run.plan.precisions, stem, out, out, only=written)
+    _summary(artifacts, run.images.held_out_source)
     _say(f'total {time.perf_counter() - start:.1f} s; artifacts in {out}')
     failed = [a.path.name for a in artifacts if not a.ok]
     if failed:
@@ -636,8 +682,8 @@ def run_from_onnx(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     summary, _, details = __doc__.partition('\n\n')
-    parser = argparse.ArgumentParser(prog='export_trt', description=summary, epilog=details,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog='export_trt', description=summary, epilog=details,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--checkpoint', help='student checkpoint (.pt written by rc_offline.checkpoint)')
@@ -678,17 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code (0 ok, 1 bad input or failed export, 2 usage)."""
     args = build_parser().parse_args(argv)
-    try:
-        return run_from_onnx(args) if args.from_onnx else run_export(args)
-    except UsageError as exc:
-        _warn(f'export_trt: error: {exc}')
-        return 2
-    except ExportError as exc:
-        _warn(f'export_trt: error: {exc}')
-        return 1
-    except KeyboardInterrupt:
-        _warn('export_trt: interrupted')
-        return 130
+    return run_tool('export_trt', lambda: run_from_onnx(args) if args.from_onnx else run_export(args))
 
 
 if __name__ == '__main__':

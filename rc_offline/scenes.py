@@ -215,6 +215,8 @@ class SceneFrame:
     pose: CameraPose
     stamp: float = 0.0         # seconds since the start of the sequence (0 for random frames)
     index: int = 0
+    #: The robot's base_link (x, y, yaw) on the floor, for frames of a drive (rc_offline.drive), else None.
+    base: tuple[float, float, float] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -345,24 +347,46 @@ class _Placer:
 
 def random_scene(rng: np.random.Generator, kind: str | None = None) -> Scene:
     """A random corridor or room (``kind``: 'corridor', 'room' or None for either) with objects placed
-    clear of the loop the camera drives in sequence mode (``Scene.path``)."""
+    clear of the loop the camera drives in sequence mode (``Scene.path``). (The draws from ``rng`` happen
+    in a fixed order: the cached splits and the demo student's training data depend on it.)"""
     kind = kind or str(rng.choice(['corridor', 'room'], p=[0.45, 0.55]))
-    if kind == 'corridor':
-        length, width = rng.uniform(6.0, 10.0), rng.uniform(1.6, 3.0)
-        if rng.random() < 0.5:
-            bounds = (0.0, length, 0.0, width)
-        else:
-            bounds = (0.0, width, 0.0, length)
-    elif kind == 'room':
-        bounds = (0.0, float(rng.uniform(3.5, 7.0)), 0.0, float(rng.uniform(3.5, 7.0)))
-    else:
-        raise ValueError(f"scene kind must be 'corridor', 'room' or None, got {kind!r}")
-    bounds = tuple(float(v) for v in bounds)
+    bounds = _random_bounds(rng, kind)
     x0, x1, y0, y1 = bounds
     height = float(rng.uniform(2.4, 3.0))
     narrow = min(x1 - x0, y1 - y0)
     path = _loop_path(x0, x1, y0, y1, margin=min(0.75, narrow / 2 - 0.3) if kind == 'corridor' else
                       float(rng.uniform(0.9, 1.4)))
+    materials, walls = _room_materials(rng)
+    objects = _Furnisher(rng, materials, _Placer(bounds, path, path_clearance=0.45), bounds, height)
+    if kind == 'room' and rng.random() < 0.4:
+        objects.add_partition(walls[0])
+    for _ in range(int(rng.integers(2, 7) if kind == 'corridor' else rng.integers(4, 11))):
+        objects.add_object(rng.choice(['box', 'cylinder', 'pole'], p=[0.55, 0.25, 0.2]))
+    doors = _random_doors(rng, bounds)
+    elevation = rng.uniform(math.radians(45), math.radians(80))
+    azimuth = rng.uniform(0, 2 * math.pi)
+    light = (math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
+             math.sin(elevation))
+    return Scene(kind=kind, bounds=bounds, ceiling_height=height, materials=tuple(materials), floor=0,
+                 ceiling=2, walls=tuple(walls), boxes=tuple(objects.boxes),
+                 cylinders=tuple(objects.cylinders),
+                 doors=tuple(doors), light=light, ambient=float(rng.uniform(0.35, 0.55)),
+                 falloff=float(rng.uniform(6.0, 12.0)), path=path)
+
+
+def _random_bounds(rng: np.random.Generator, kind: str) -> tuple[float, float, float, float]:
+    if kind == 'corridor':
+        length, width = rng.uniform(6.0, 10.0), rng.uniform(1.6, 3.0)
+        bounds = (0.0, length, 0.0, width) if rng.random() < 0.5 else (0.0, width, 0.0, length)
+    elif kind == 'room':
+        bounds = (0.0, float(rng.uniform(3.5, 7.0)), 0.0, float(rng.uniform(3.5, 7.0)))
+    else:
+        raise ValueError(f"scene kind must be 'corridor', 'room' or None, got {kind!r}")
+    return tuple(float(v) for v in bounds)
+
+
+def _room_materials(rng: np.random.Generator) -> tuple[list[Material], list[int]]:
+    """Floor, walls, ceiling (materials 0, 1, 2) and maybe one accent wall; the walls' material indices."""
     materials: list[Material] = [_floor_material(rng), _wall_material(rng)]
     ceiling_light = rng.uniform(0.75, 0.9)
     materials.append(Material('ceiling', (ceiling_light, ceiling_light, ceiling_light * 0.97),
@@ -372,71 +396,91 @@ def random_scene(rng: np.random.Generator, kind: str | None = None) -> Scene:
     if rng.random() < 0.3:   # one accent wall
         materials.append(_wall_material(rng))
         walls[int(rng.integers(4))] = len(materials) - 1
+    return materials, walls
 
-    placer = _Placer(bounds, path, path_clearance=0.45)
-    boxes: list[Box] = []
-    cylinders: list[Cylinder] = []
 
-    def new_material(role: str) -> int:
-        materials.append(_object_material(rng, role))
-        return len(materials) - 1
+class _Furnisher:
+    """Places the boxes, cylinders and poles of one scene (``random_scene``), each with a new material."""
 
-    # Partition walls (rooms only): thin full-height boxes labelled 'wall', painted like the walls.
-    if kind == 'room' and rng.random() < 0.4:
+    def __init__(self, rng: np.random.Generator, materials: list[Material], placer: _Placer,
+                 bounds: tuple[float, float, float, float], height: float) -> None:
+        self.rng, self.materials, self.placer = rng, materials, placer
+        self.bounds, self.height = bounds, height
+        self.boxes: list[Box] = []
+        self.cylinders: list[Cylinder] = []
+
+    def _material(self, role: str) -> int:
+        self.materials.append(_object_material(self.rng, role))
+        return len(self.materials) - 1
+
+    def add_partition(self, wall_material: int) -> None:
+        """A thin full-height box labelled 'wall', painted like the walls (rooms only)."""
+        rng, (x0, x1, y0, y1) = self.rng, self.bounds
         for _ in range(20):
             along_x = rng.random() < 0.5
             length = float(rng.uniform(0.8, 2.0))
             x, y = float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1))
             sx, sy = (length, 0.1) if along_x else (0.1, length)
             r = math.hypot(sx, sy) / 2
-            if placer.fits(x, y, r, wall_gap=0.0):
-                placer.add(x, y, r)
-                boxes.append(Box(x, y, 0.0, sx, sy, height, 0.0, walls[0], label=WALL))
-                break
+            if self.placer.fits(x, y, r, wall_gap=0.0):
+                self.placer.add(x, y, r)
+                self.boxes.append(Box(x, y, 0.0, sx, sy, self.height, 0.0, wall_material, label=WALL))
+                return
 
-    n_objects = int(rng.integers(2, 7) if kind == 'corridor' else rng.integers(4, 11))
-    for _ in range(n_objects):
-        role = rng.choice(['box', 'cylinder', 'pole'], p=[0.55, 0.25, 0.2])
+    def add_object(self, role: str) -> None:
+        """One box, cylinder or pole where it fits (30 tries; none if it never does)."""
+        rng, (x0, x1, y0, y1) = self.rng, self.bounds
+        place = {'box': self._box, 'cylinder': self._cylinder}.get(role, self._pole)
         for _attempt in range(30):
-            x, y = float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1))
-            if role == 'box':
-                sx, sy = float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8))
-                r = math.hypot(sx, sy) / 2
-                if rng.random() < 0.5:   # push against a wall, aligned with it
-                    yaw = 0.0
-                    side = int(rng.integers(4))
-                    x = [x0 + sx / 2 + 0.03, x1 - sx / 2 - 0.03, x, x][side]
-                    y = [y, y, y0 + sy / 2 + 0.03, y1 - sy / 2 - 0.03][side]
-                    ok = placer.fits(x, y, r, wall_gap=0.0, half_extent=(sx / 2, sy / 2))
-                else:
-                    yaw = float(rng.uniform(0, math.pi / 2))
-                    ok = placer.fits(x, y, r)
-                if not ok:
-                    continue
-                placer.add(x, y, r)
-                sz = float(rng.uniform(0.2, 1.0))
-                boxes.append(Box(x, y, 0.0, sx, sy, sz, yaw, new_material('box')))
-                if rng.random() < 0.2:   # a smaller box stacked on top
-                    boxes.append(Box(x + float(rng.uniform(-0.05, 0.05)), y + float(rng.uniform(-0.05, 0.05)),
-                                     sz, sx * float(rng.uniform(0.5, 0.9)), sy * float(rng.uniform(0.5, 0.9)),
-                                     float(rng.uniform(0.15, 0.5)), yaw + float(rng.uniform(-0.3, 0.3)),
-                                     new_material('box')))
-                break
-            if role == 'cylinder':
-                r = float(rng.uniform(0.1, 0.3))
-                if not placer.fits(x, y, r):
-                    continue
-                placer.add(x, y, r)
-                cylinders.append(Cylinder(x, y, r, float(rng.uniform(0.3, 1.2)), new_material('cylinder')))
-                break
-            r = float(rng.uniform(0.015, 0.05))
-            if not placer.fits(x, y, max(r, 0.1)):
-                continue
-            placer.add(x, y, max(r, 0.1))
-            pole_h = height if rng.random() < 0.5 else float(rng.uniform(1.0, 2.0))
-            cylinders.append(Cylinder(x, y, r, pole_h, new_material('pole')))
-            break
+            if place(float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1))):
+                return
 
+    def _box(self, x: float, y: float) -> bool:
+        rng, (x0, x1, y0, y1) = self.rng, self.bounds
+        sx, sy = float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8))
+        r = math.hypot(sx, sy) / 2
+        if rng.random() < 0.5:   # push against a wall, aligned with it
+            yaw = 0.0
+            side = int(rng.integers(4))
+            x = [x0 + sx / 2 + 0.03, x1 - sx / 2 - 0.03, x, x][side]
+            y = [y, y, y0 + sy / 2 + 0.03, y1 - sy / 2 - 0.03][side]
+            ok = self.placer.fits(x, y, r, wall_gap=0.0, half_extent=(sx / 2, sy / 2))
+        else:
+            yaw = float(rng.uniform(0, math.pi / 2))
+            ok = self.placer.fits(x, y, r)
+        if not ok:
+            return False
+        self.placer.add(x, y, r)
+        sz = float(rng.uniform(0.2, 1.0))
+        self.boxes.append(Box(x, y, 0.0, sx, sy, sz, yaw, self._material('box')))
+        if rng.random() < 0.2:   # a smaller box stacked on top
+            self.boxes.append(Box(x + float(rng.uniform(-0.05, 0.05)), y + float(rng.uniform(-0.05, 0.05)),
+                                  sz, sx * float(rng.uniform(0.5, 0.9)), sy * float(rng.uniform(0.5, 0.9)),
+                                  float(rng.uniform(0.15, 0.5)), yaw + float(rng.uniform(-0.3, 0.3)),
+                                  self._material('box')))
+        return True
+
+    def _cylinder(self, x: float, y: float) -> bool:
+        r = float(self.rng.uniform(0.1, 0.3))
+        if not self.placer.fits(x, y, r):
+            return False
+        self.placer.add(x, y, r)
+        height = float(self.rng.uniform(0.3, 1.2))
+        self.cylinders.append(Cylinder(x, y, r, height, self._material('cylinder')))
+        return True
+
+    def _pole(self, x: float, y: float) -> bool:
+        r = float(self.rng.uniform(0.015, 0.05))
+        if not self.placer.fits(x, y, max(r, 0.1)):
+            return False
+        self.placer.add(x, y, max(r, 0.1))
+        pole_h = self.height if self.rng.random() < 0.5 else float(self.rng.uniform(1.0, 2.0))
+        self.cylinders.append(Cylinder(x, y, r, pole_h, self._material('pole')))
+        return True
+
+
+def _random_doors(rng: np.random.Generator, bounds: tuple[float, float, float, float]) -> list[Door]:
+    x0, x1, y0, y1 = bounds
     doors = []
     for wall in range(4):
         span = (y1 - y0) if wall < 2 else (x1 - x0)
@@ -446,14 +490,7 @@ def random_scene(rng: np.random.Generator, kind: str | None = None) -> Scene:
                 colour = _jitter(rng, rng.choice([(0.45, 0.28, 0.14), (0.85, 0.85, 0.82), (0.3, 0.35, 0.45)]))
                 doors.append(Door(wall, float(rng.uniform(0.2, span - w - 0.2)), w,
                                   float(rng.uniform(1.95, 2.1)), colour, nir=0.55))
-    elevation = rng.uniform(math.radians(45), math.radians(80))
-    azimuth = rng.uniform(0, 2 * math.pi)
-    light = (math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
-             math.sin(elevation))
-    return Scene(kind=kind, bounds=bounds, ceiling_height=height, materials=tuple(materials), floor=0,
-                 ceiling=2, walls=tuple(walls), boxes=tuple(boxes), cylinders=tuple(cylinders),
-                 doors=tuple(doors), light=light, ambient=float(rng.uniform(0.35, 0.55)),
-                 falloff=float(rng.uniform(6.0, 12.0)), path=path)
+    return doors
 
 
 def random_intrinsics(rng: np.random.Generator, width: int = WIDTH, height: int = HEIGHT) -> Intrinsics:
@@ -734,9 +771,22 @@ def _shading_inputs(render: GeometryRender, scene: Scene, pose: CameraPose, obje
     u = px + (py - px) * sel + offset[surf]
     sel = v_is_z.astype(np.float32)[surf]
     v = py + (pz - py) * sel
-
-    groups: list[tuple[np.ndarray, Material]] = []
     counts = np.bincount(surf, minlength=n_ids)
+    groups = _room_groups(scene, surf, counts, px, py, u, v)
+    for k, obj in enumerate(objects):
+        if counts[6 + k]:
+            idx = _object_pixels(render.surface, 6 + k, rects[k], width)
+            _object_surface(obj, k, idx, (px, py, pz), (nx, ny, nz), u, v)
+            groups.append((idx, scene.materials[obj.material]))
+    render.points = (px, py, pz)
+    render.normals = (nx, ny, nz)
+    render.dirs = (dx * inv, dy * inv, dz * inv)
+    render.u, render.v, render.groups = u, v, groups
+
+
+def _room_groups(scene: Scene, surf, counts, px, py, u, v) -> list[tuple[np.ndarray, Material]]:
+    """(pixels, material) of the six room planes, doors cut out of the walls (their u, v rewritten)."""
+    groups: list[tuple[np.ndarray, Material]] = []
     x0, _, y0, _ = scene.bounds
     for sid in range(6):
         if counts[sid] == 0:
@@ -758,40 +808,41 @@ def _shading_inputs(render: GeometryRender, scene: Scene, pose: CameraPose, obje
                     free &= ~on
             idx = idx[free]
         groups.append((idx, mat))
+    return groups
 
-    for k, obj in enumerate(objects):
-        sid = 6 + k
-        if counts[sid] == 0:
-            continue
-        v0, v1, u0, u1 = rects[k]
-        local = np.flatnonzero(render.surface[v0:v1, u0:u1] == sid)
-        idx = (local // (u1 - u0) + v0) * width + local % (u1 - u0) + u0
-        qx, qy, qz = px[idx] - obj.x, py[idx] - obj.y, pz[idx]
-        if isinstance(obj, Box):
-            c, s = _F(math.cos(obj.yaw)), _F(math.sin(obj.yaw))
-            lx, ly = c * qx + s * qy, -s * qx + c * qy
-            gaps = np.stack([obj.size_x / 2 - np.abs(lx), obj.size_y / 2 - np.abs(ly),
-                             obj.z0 + obj.size_z - qz, qz - obj.z0])
-            face = np.argmin(gaps, axis=0)
-            nlx = np.where(face == 0, np.sign(lx), 0).astype(np.float32)
-            nly = np.where(face == 1, np.sign(ly), 0).astype(np.float32)
-            nx[idx], ny[idx] = c * nlx - s * nly, s * nlx + c * nly
-            nz[idx] = np.where(face == 2, 1.0, np.where(face == 3, -1.0, 0.0))
-            u[idx] = np.where(face == 0, ly, lx) + 3.1 * k
-            v[idx] = np.where(face >= 2, ly, qz - obj.z0)
-        else:
-            top = qz >= obj.height - 1e-4
-            rr = np.maximum(np.hypot(qx, qy), 1e-6)
-            nx[idx] = np.where(top, 0.0, qx / rr)
-            ny[idx] = np.where(top, 0.0, qy / rr)
-            nz[idx] = np.where(top, 1.0, 0.0)
-            u[idx] = np.where(top, qx, np.arctan2(qy, qx) * obj.radius) + 3.1 * k
-            v[idx] = np.where(top, qy, qz)
-        groups.append((idx, scene.materials[obj.material]))
-    render.points = (px, py, pz)
-    render.normals = (nx, ny, nz)
-    render.dirs = (dx * inv, dy * inv, dz * inv)
-    render.u, render.v, render.groups = u, v, groups
+
+def _object_pixels(surface: np.ndarray, sid: int, rect, width: int) -> np.ndarray:
+    """Flat indices of the pixels showing surface ``sid``, searched within its screen rectangle."""
+    v0, v1, u0, u1 = rect
+    local = np.flatnonzero(surface[v0:v1, u0:u1] == sid)
+    return (local // (u1 - u0) + v0) * width + local % (u1 - u0) + u0
+
+
+def _object_surface(obj, k: int, idx: np.ndarray, points, normals, u, v) -> None:
+    """Normals and texture coordinates of object ``k`` (a box or a cylinder) at its pixels ``idx``."""
+    px, py, pz = points
+    nx, ny, nz = normals
+    qx, qy, qz = px[idx] - obj.x, py[idx] - obj.y, pz[idx]
+    if isinstance(obj, Box):
+        c, s = _F(math.cos(obj.yaw)), _F(math.sin(obj.yaw))
+        lx, ly = c * qx + s * qy, -s * qx + c * qy
+        gaps = np.stack([obj.size_x / 2 - np.abs(lx), obj.size_y / 2 - np.abs(ly),
+                         obj.z0 + obj.size_z - qz, qz - obj.z0])
+        face = np.argmin(gaps, axis=0)
+        nlx = np.where(face == 0, np.sign(lx), 0).astype(np.float32)
+        nly = np.where(face == 1, np.sign(ly), 0).astype(np.float32)
+        nx[idx], ny[idx] = c * nlx - s * nly, s * nlx + c * nly
+        nz[idx] = np.where(face == 2, 1.0, np.where(face == 3, -1.0, 0.0))
+        u[idx] = np.where(face == 0, ly, lx) + 3.1 * k
+        v[idx] = np.where(face >= 2, ly, qz - obj.z0)
+        return
+    top = qz >= obj.height - 1e-4
+    rr = np.maximum(np.hypot(qx, qy), 1e-6)
+    nx[idx] = np.where(top, 0.0, qx / rr)
+    ny[idx] = np.where(top, 0.0, qy / rr)
+    nz[idx] = np.where(top, 1.0, 0.0)
+    u[idx] = np.where(top, qx, np.arctan2(qy, qx) * obj.radius) + 3.1 * k
+    v[idx] = np.where(top, qy, qz)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -854,67 +905,76 @@ def _texture(mat: Material, u: np.ndarray, v: np.ndarray):
         skirting, tape...); glow (n,) or None: light emitted (ceiling lamps). Albedo per channel is
         ``(accent ? mat.accent : mat.colour) * tone``.
     """
-    off = _F((mat.salt % 97) * 2.3)
-    accent = glow = None
-    kind = mat.kind
-    if kind == 'tiles':
-        s = _F(mat.scale)
-        gu, gv = u / s, v / s
-        iu, iv = np.floor(gu), np.floor(gv)
-        gu -= iu
-        gv -= iv
-        g = _F(0.006 / mat.scale)
-        grout = (gu < g) | (gv < g) | (gu > 1 - g) | (gv > 1 - g)
-        tone = (0.93 + 0.14 * _hash01(iu, iv, mat.salt)) * (1 + 0.05 * _noise(u * 12 + off, v * 12))
-        if mat.variant:      # checker of colour and accent, grout a darker colour
-            accent = ((iu + iv) % 2 == 1) & ~grout
-            tone *= 1 - _F(0.4) * grout
-        else:
-            accent = grout
-    elif kind == 'wood':
-        w = _F(mat.scale)
-        plank = np.floor(v / w)
-        seg_pos = (u + _hash01(plank, plank * 0 + 7, mat.salt) * 1.5) / _F(1.5)
-        segment = np.floor(seg_pos)
-        tone = (0.78 + 0.44 * _hash01(plank, segment, mat.salt + 1)) * \
-            (1 + 0.13 * _noise(u * 6 + off, (v + plank * 3.7) * 90, beta=1.0))
-        accent = (v / w - plank < 0.035) | (seg_pos - segment < 0.004)
-    elif kind == 'carpet':
-        tone = 1 + 0.14 * _noise(u * 90 + off, v * 90, beta=0.6) + 0.1 * _noise(u * 3, v * 3 + off)
-    elif kind == 'concrete':
-        tone = 1 + 0.12 * _noise(u * 7 + off, v * 7) + 0.07 * _noise(u * 60, v * 60 + off, 0.8)
-    elif kind == 'paint':
-        tone = 1 + 0.04 * _noise(u * 4 + off, v * 4) + 0.025 * _noise(u * 50, v * 50 + off, 0.8)
-        accent = v < mat.scale                                # skirting board
-    elif kind == 'brick':
-        bh, bw = _F(mat.scale), _F(mat.scale * 3.0)
-        row = np.floor(v / bh)
-        shifted = u / bw + 0.5 * (row % 2)
-        col = np.floor(shifted)
-        tone = (0.8 + 0.4 * _hash01(row, col, mat.salt)) * (1 + 0.08 * _noise(u * 40 + off, v * 40, 0.8))
-        accent = ((v / bh - row) < 0.12) | ((shifted - col) < 0.04)   # mortar
-    elif kind == 'ceiling':
-        s = _F(mat.scale)
-        iu, iv = np.floor(u / s), np.floor(v / s)
-        line = (u / s - iu < 0.02) | (v / s - iv < 0.02)
-        tone = (1 + 0.03 * _noise(u * 10 + off, v * 10)) * (1 - _F(0.4) * line)
-        if mat.variant:
-            glow = ((_hash01(iu, iv, mat.salt) < 0.18) & ~line) * _F(1.6)
-    elif kind == 'door':
-        tone = 1 + 0.05 * _noise(u * 3 + off, v * 40, 1.0)
-        accent = (u < 0.05) | (u > mat.scale - 0.05) | (v < 0.05)      # frame
-    elif kind == 'cardboard':
-        tone = 1 + 0.07 * _noise(u * 12 + off, v * 12) + 0.04 * _noise(u * 80, v * 80, 0.8)
-        accent = np.abs(u - np.round(u / 3.1) * 3.1) < mat.scale / 2   # tape along the face's centre
-    elif kind == 'plastic':
-        tone = 1 + 0.03 * _noise(u * 8 + off, v * 8)
-    elif kind == 'metal':
-        tone = 1 + 0.1 * _noise(u * 250 + off, v * 4, 0.7)
-    elif kind == 'dark':
-        tone = 1 + 0.15 * _noise(u * 60 + off, v * 60, 0.8)
-    else:
-        raise ValueError(f'unknown material kind {kind!r}')
-    return tone, accent, glow
+    pattern = _PATTERNS.get(mat.kind)
+    if pattern is None:
+        raise ValueError(f'unknown material kind {mat.kind!r}')
+    result = pattern(mat, u, v, _F((mat.salt % 97) * 2.3))
+    return result if isinstance(result, tuple) else (result, None, None)
+
+
+def _tiles(mat, u, v, off):
+    s = _F(mat.scale)
+    gu, gv = u / s, v / s
+    iu, iv = np.floor(gu), np.floor(gv)
+    gu -= iu
+    gv -= iv
+    g = _F(0.006 / mat.scale)
+    grout = (gu < g) | (gv < g) | (gu > 1 - g) | (gv > 1 - g)
+    tone = (0.93 + 0.14 * _hash01(iu, iv, mat.salt)) * (1 + 0.05 * _noise(u * 12 + off, v * 12))
+    if mat.variant:      # checker of colour and accent, grout a darker colour
+        tone *= 1 - _F(0.4) * grout
+        return tone, ((iu + iv) % 2 == 1) & ~grout, None
+    return tone, grout, None
+
+
+def _wood(mat, u, v, off):
+    w = _F(mat.scale)
+    plank = np.floor(v / w)
+    seg_pos = (u + _hash01(plank, plank * 0 + 7, mat.salt) * 1.5) / _F(1.5)
+    segment = np.floor(seg_pos)
+    tone = (0.78 + 0.44 * _hash01(plank, segment, mat.salt + 1)) * \
+        (1 + 0.13 * _noise(u * 6 + off, (v + plank * 3.7) * 90, beta=1.0))
+    return tone, (v / w - plank < 0.035) | (seg_pos - segment < 0.004), None
+
+
+def _brick(mat, u, v, off):
+    bh, bw = _F(mat.scale), _F(mat.scale * 3.0)
+    row = np.floor(v / bh)
+    shifted = u / bw + 0.5 * (row % 2)
+    col = np.floor(shifted)
+    tone = (0.8 + 0.4 * _hash01(row, col, mat.salt)) * (1 + 0.08 * _noise(u * 40 + off, v * 40, 0.8))
+    return tone, ((v / bh - row) < 0.12) | ((shifted - col) < 0.04), None   # mortar
+
+
+def _ceiling(mat, u, v, off):
+    s = _F(mat.scale)
+    iu, iv = np.floor(u / s), np.floor(v / s)
+    line = (u / s - iu < 0.02) | (v / s - iv < 0.02)
+    tone = (1 + 0.03 * _noise(u * 10 + off, v * 10)) * (1 - _F(0.4) * line)
+    glow = ((_hash01(iu, iv, mat.salt) < 0.18) & ~line) * _F(1.6) if mat.variant else None
+    return tone, None, glow
+
+
+#: Per material kind: (mat, u, v, offset) -> tone, or (tone, accent, glow).
+_PATTERNS = {
+    'tiles': _tiles,
+    'wood': _wood,
+    'carpet': lambda mat, u, v, off: 1 + 0.14 * _noise(u * 90 + off, v * 90, beta=0.6) + 0.1 * _noise(
+        u * 3, v * 3 + off),
+    'concrete': lambda mat, u, v, off: 1 + 0.12 * _noise(u * 7 + off, v * 7) + 0.07 * _noise(
+        u * 60, v * 60 + off, 0.8),
+    'paint': lambda mat, u, v, off: (1 + 0.04 * _noise(u * 4 + off, v * 4) + 0.025 * _noise(
+        u * 50, v * 50 + off, 0.8), v < mat.scale, None),                          # skirting board
+    'brick': _brick,
+    'ceiling': _ceiling,
+    'door': lambda mat, u, v, off: (1 + 0.05 * _noise(u * 3 + off, v * 40, 1.0),
+                                    (u < 0.05) | (u > mat.scale - 0.05) | (v < 0.05), None),   # frame
+    'cardboard': lambda mat, u, v, off: (1 + 0.07 * _noise(u * 12 + off, v * 12) + 0.04 * _noise(
+        u * 80, v * 80, 0.8), np.abs(u - np.round(u / 3.1) * 3.1) < mat.scale / 2, None),   # tape
+    'plastic': lambda mat, u, v, off: 1 + 0.03 * _noise(u * 8 + off, v * 8),
+    'metal': lambda mat, u, v, off: 1 + 0.1 * _noise(u * 250 + off, v * 4, 0.7),
+    'dark': lambda mat, u, v, off: 1 + 0.15 * _noise(u * 60 + off, v * 60, 0.8),
+}
 
 
 def _contact_shade(scene: Scene, geo: GeometryRender) -> np.ndarray:
@@ -1143,14 +1203,16 @@ def write_split(out: str | Path, frames: Iterable[SceneFrame], tof: ToFConfig | 
     Writes ``rgb/``, ``depth/`` (16-bit PNG millimetres or float32 .npy metres, per ``depth_format``),
     ``labels/``, ``tof/`` (16-bit PNG mm, 0 = invalid), ``confidence/`` (8-bit PNG), ``camera.yaml``
     (intrinsics plus ``tof_max_range``, ``confidence_threshold`` and ``meta``) and ``poses.csv`` (stem,
-    stamp, camera position and optical-frame quaternion in the world frame). Frames share one set of
-    intrinsics (``random_frames`` without ``vary_intrinsics``, or ``sequence_frames``).
+    stamp, camera position and optical-frame quaternion in the world frame, and for frames of a drive the
+    robot's ``base_x, base_y, base_yaw``). Frames share one set of intrinsics (``random_frames`` without
+    ``vary_intrinsics``, ``sequence_frames`` or ``drive.drive_frames``).
 
     Args:
         progress: optional callable(frame_number, ms_per_frame) called after each frame.
 
     Raises:
-        ValueError: ``depth_format`` is neither 'png' nor 'npy', or frames differ in intrinsics or size.
+        ValueError: ``depth_format`` is neither 'png' nor 'npy', or frames differ in intrinsics, size or
+            in having a base pose.
     """
     from rc_offline import dataset
     if depth_format not in ('png', 'npy'):
@@ -1173,7 +1235,8 @@ def write_split(out: str | Path, frames: Iterable[SceneFrame], tof: ToFConfig | 
         dataset.write_image(out / 'tof' / f'{stem}.png', frame.tof_mm, fast)
         dataset.write_image(out / 'confidence' / f'{stem}.png', frame.confidence, fast)
         rows.append([stem, f'{frame.stamp:.6f}', *(f'{c:.6f}' for c in frame.pose.position),
-                     *(f'{q:.8f}' for q in frame.pose.quaternion())])
+                     *(f'{q:.8f}' for q in frame.pose.quaternion()),
+                     *(f'{v:.8f}' for v in frame.base or ())])
         if progress is not None:
             progress(n, 1000.0 * (time.perf_counter() - started) / n)
     if intr is None:
@@ -1183,7 +1246,10 @@ def write_split(out: str | Path, frames: Iterable[SceneFrame], tof: ToFConfig | 
                         confidence_threshold=tof.confidence_threshold, **(meta or {}))
     with open(out / 'poses.csv', 'w', newline='') as fh:
         writer = csv.writer(fh)
-        writer.writerow(['stem', 'stamp', 'x', 'y', 'z', 'qx', 'qy', 'qz', 'qw'])
+        base = ['base_x', 'base_y', 'base_yaw'] if len(rows[0]) > 9 else []
+        if any(len(row) != len(rows[0]) for row in rows):
+            raise ValueError('either every frame of a split has a base pose or none has')
+        writer.writerow(['stem', 'stamp', 'x', 'y', 'z', 'qx', 'qy', 'qz', 'qw', *base])
         writer.writerows(rows)
     return {'frames': len(rows), 'seconds': time.perf_counter() - started, 'out': str(out)}
 

@@ -11,12 +11,15 @@ from types import SimpleNamespace
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
-from rc_perception import qos
+from rc_perception import codecs, qos
 from rc_perception.fastdds import apply_large_message_profile
 from rc_perception.params import NodeParams, ParamSpec
+from rc_perception.stop_signals import StopSignals
 
 __all__ = ['BadInput', 'Diagnostics', 'RateMeter', 'StartupError', 'main_for', 'run_nodes', 'startup_params']
 
@@ -142,43 +145,108 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | None = None,
-              multithreaded: bool = False) -> int:
-    """Start rclpy, build the nodes, spin them in one executor until shutdown; returns an exit code.
+def _spin_until_stopped(executor: SingleThreadedExecutor, stop: StopSignals) -> None:
+    """Spin ``executor`` in a thread until a signal comes; then let the callback in hand finish and return.
 
-    Applies the large-message Fast DDS profile first (see rc_perception.fastdds). A ``StartupError``
-    or ``ValueError`` from a node's constructor is logged as one line and gives exit code 1.
+    The main thread only waits: Python runs signal handlers in the main thread, which cannot happen while
+    it is blocked inside rcl's wait. An exception from a callback ends the spin and is raised here.
+    """
+    halt = threading.Event()
+    failure: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            while not halt.is_set():
+                executor.spin_once()
+        except ExternalShutdownException:
+            pass  # the context was shut down from inside the process: an ordinary stop
+        except BaseException as exc:  # handed to the main thread, raised there after the clean-up
+            failure.append(exc)
+        finally:
+            stop.wake()
+
+    thread = threading.Thread(target=spin, name='executor')
+    thread.start()
+    stop.wait()
+    halt.set()
+    executor.wake()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _start_nodes(factories: Sequence[Callable[[], Node]], executor: SingleThreadedExecutor,
+                 nodes: list[Node], stop: StopSignals) -> None:
+    """Build the nodes in order into ``nodes`` (the caller destroys them), unless a signal came first."""
+    for factory in factories:
+        if stop.received is not None:
+            return
+        node = factory()
+        nodes.append(node)
+        executor.add_node(node)
+
+
+def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | None = None,
+              stop: StopSignals | None = None) -> int:
+    """Run nodes in one process until SIGINT or SIGTERM; returns the process exit code.
+
+    ``stop``: handlers installed earlier, before the heavy imports (rc_perception.composition's entry
+    points); a signal noted by them ends the process with 0 before any node starts. Default: install now.
+
+    Start-up: the large-message Fast DDS profile (rc_perception.fastdds), the allocator setting that keeps
+    per-frame message buffers mapped (``codecs.keep_payload_memory``), ``rclpy.init`` without rclpy's
+    signal handlers, then each node in order. A bad command line, or a ``StartupError`` / ``ValueError``
+    from a node's constructor, gives one line and exit code 1 (nodes already built are destroyed).
+
+    Running: one single-threaded executor serves every node's callbacks (a node with heavy work, like the
+    student, runs it in a worker thread of its own).
+
+    Stop, on SIGINT or SIGTERM (exit code 0): the executor finishes the callback in hand and stops, each
+    node is destroyed in reverse order (a node's ``destroy_node`` stops its worker threads), and only then
+    is the context shut down, so no thread ever publishes through a dead context. rclpy's own handlers
+    would shut the context down first, from inside the signal handler. More signals during the stop (a
+    terminal's Ctrl-C and ros2 launch each send SIGINT) change nothing.
     """
     profile_note = apply_large_message_profile()
-    rclpy.init(args=args)
+    malloc_note = codecs.keep_payload_memory()
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except _rclpy.UnknownROSArgsError as exc:
+        print(f'cannot start: unknown ROS arguments {exc}', file=sys.stderr)
+        return 1
+    except _rclpy.RCLError as exc:  # a malformed --ros-args command line (rcl has logged it too)
+        print(f'cannot start: {str(exc).splitlines()[0]}', file=sys.stderr)
+        return 1
+    stop = StopSignals() if stop is None else stop
     logger = rclpy.logging.get_logger('rc_perception')
     logger.debug(profile_note)
+    logger.debug(malloc_note)
+    executor = SingleThreadedExecutor()
     nodes: list[Node] = []
     try:
         try:
-            for factory in factories:
-                nodes.append(factory())
+            _start_nodes(factories, executor, nodes, stop)
         except (StartupError, ValueError) as exc:
             logger.fatal(str(exc))
             return 1
-        executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
-        for node in nodes:
-            executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        if stop.received is None:
+            _spin_until_stopped(executor, stop)
+        return 0
     finally:
-        for node in nodes:
+        executor.shutdown(timeout_sec=0.0)
+        for node in reversed(nodes):
             node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        # Not rclpy.try_shutdown(): on newer rclpy it uninstalls signal handlers, which sets SIGINT to
+        # its default for an instant, and a second Ctrl-C then kills the process.
+        rclpy.get_default_context().try_shutdown()
+        stop.close()
 
 
-def main_for(node_class: type[Node], multithreaded: bool = False) -> Callable[[Sequence[str] | None], None]:
+def main_for(node_class: type[Node]) -> Callable[[Sequence[str] | None], None]:
     """A console-script ``main(args=None)`` that runs ``node_class`` and exits with its code."""
 
     def main(args: Sequence[str] | None = None) -> None:
-        sys.exit(run_nodes([node_class], args=args, multithreaded=multithreaded))
+        sys.exit(run_nodes([node_class], args=args))
 
-    main.__doc__ = f'Run {node_class.__name__} until shutdown.'
+    main.__doc__ = f'Run {node_class.__name__} until SIGINT or SIGTERM (see run_nodes).'
     return main

@@ -169,6 +169,58 @@ def _onnx_opset(onnx_path: Path) -> int | None:
     return max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default=None)
 
 
+def _parse(trt, builder, onnx_path: Path, plan: BuildPlan, log: Callable[[str], None]):
+    """The network of ``onnx_path``, created with the flags ``plan`` says; its I/O logged."""
+    opset = _onnx_opset(onnx_path)
+    if opset is not None and opset > plan.max_opset:
+        log(f'note: {onnx_path.name} has opset {opset}, above the {plan.max_opset} that TensorRT '
+            f'{trt.__version__} documents; parsing anyway (re-export with a lower --opset if it fails)')
+    # TensorRT < 10 needs EXPLICIT_BATCH; 10 makes every network explicit-batch, 11 every one strongly typed.
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if plan.explicit_batch_flag else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, trt_logger(trt))
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise TrtBuildError(f'TensorRT {trt.__version__} could not parse {onnx_path}: {errors}')
+    for kind, count, get in (('input ', network.num_inputs, network.get_input),
+                             ('output', network.num_outputs, network.get_output)):
+        for i in range(count):
+            log(f'  {kind} {get(i).name} {tuple(get(i).shape)} {get(i).dtype}')
+    return network, parser  # the parser owns the weights until the build is done
+
+
+def _configure(trt, builder, plan: BuildPlan, workspace_mib: int, cache_path: Path | None,
+               log: Callable[[str], None]):
+    """A builder config with the workspace limit, ``plan``'s flags and the timing cache (an unusable cache
+    file is replaced by a new cache, logged)."""
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    for name in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b''
+    cache = config.create_timing_cache(cache_bytes)
+    if cache is None or not config.set_timing_cache(cache, False):
+        log(f'note: timing cache {cache_path} does not fit this TensorRT/GPU; starting a new one')
+        config.set_timing_cache(config.create_timing_cache(b''), True)
+    return config
+
+
+def _describe(trt_version: str, onnx_path: Path, plan: BuildPlan, spec: ModelSpec, workspace_mib: int,
+              seconds: float, log: Callable[[str], None]) -> EngineSidecar:
+    """The sidecar of an engine just built (the GPU read through cuda-python, as the backend reads it)."""
+    gpu = detect_gpu()
+    if gpu is None:
+        log('note: could not read the GPU (install cuda-python, which the TensorRT backend needs too): the '
+            'sidecar says "unknown", so the node will take the engine for one built on another GPU')
+    return EngineSidecar.create(
+        tensorrt_version=trt_version, gpu_name=gpu[0] if gpu else UNKNOWN_GPU,
+        compute_capability=gpu[1] if gpu else UNKNOWN_GPU, spec=spec.with_(precision=plan.precision),
+        onnx_path=onnx_path,
+        build={'strongly_typed': plan.strongly_typed, 'flags': list(plan.flags),
+               'workspace_mib': workspace_mib, 'onnx_variant': plan.onnx_variant,
+               'seconds': round(seconds, 1)})
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path, plan: BuildPlan, spec: ModelSpec, *,
                  workspace_mib: int = 1024, timing_cache: str | Path | None = None,
                  log: Callable[[str], None] = print) -> EngineSidecar:
@@ -192,36 +244,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, plan: BuildPlan
         raise TrtBuildError('tensorrt is not installed (on a Jetson it comes with JetPack: '
                             'apt install python3-libnvinfer)') from exc
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    opset = _onnx_opset(onnx_path)
-    if opset is not None and opset > plan.max_opset:
-        log(f'note: {onnx_path.name} has opset {opset}, above the {plan.max_opset} that TensorRT '
-            f'{trt.__version__} documents; parsing anyway (re-export with a lower --opset if it fails)')
-    logger = trt_logger(trt)
-    builder = trt.Builder(logger)
-    # TensorRT < 10 needs EXPLICIT_BATCH; 10 makes every network explicit-batch, 11 every one strongly typed.
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if plan.explicit_batch_flag else 0
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise TrtBuildError(f'TensorRT {trt.__version__} could not parse {onnx_path}: {errors}')
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
-    for name in plan.flags:
-        config.set_flag(getattr(trt.BuilderFlag, name))
     cache_path = Path(timing_cache) if timing_cache else None
-    cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b''
-    cache = config.create_timing_cache(cache_bytes)
-    if cache is None or not config.set_timing_cache(cache, False):
-        log(f'note: timing cache {cache_path} does not fit this TensorRT/GPU; starting a new one')
-        cache = config.create_timing_cache(b'')
-        config.set_timing_cache(cache, True)
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        log(f'  input  {tensor.name} {tuple(tensor.shape)} {tensor.dtype}')
-    for i in range(network.num_outputs):
-        tensor = network.get_output(i)
-        log(f'  output {tensor.name} {tuple(tensor.shape)} {tensor.dtype}')
+    builder = trt.Builder(trt_logger(trt))
+    network, _parser = _parse(trt, builder, onnx_path, plan, log)
+    config = _configure(trt, builder, plan, workspace_mib, cache_path, log)
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -234,16 +260,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, plan: BuildPlan
     write_atomically(engine_path, serialized)
     if cache_path is not None:
         write_atomically(cache_path, config.get_timing_cache().serialize())
-    gpu = detect_gpu()
-    if gpu is None:
-        log('note: could not read the GPU (install cuda-python, which the TensorRT backend needs too): the '
-            'sidecar says "unknown", so the node will take the engine for one built on another GPU')
-    sidecar = EngineSidecar.create(
-        tensorrt_version=trt.__version__, gpu_name=gpu[0] if gpu else UNKNOWN_GPU,
-        compute_capability=gpu[1] if gpu else UNKNOWN_GPU, spec=spec.with_(precision=plan.precision),
-        onnx_path=onnx_path,
-        build={'strongly_typed': plan.strongly_typed, 'flags': list(plan.flags),
-               'workspace_mib': workspace_mib, 'onnx_variant': plan.onnx_variant,
-               'seconds': round(time.perf_counter() - start, 1)})
+    seconds = time.perf_counter() - start
+    sidecar = _describe(trt.__version__, onnx_path, plan, spec, workspace_mib, seconds, log)
     write_sidecar(engine_path, sidecar)
     return sidecar

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rc_offline import benchmark
+from rc_offline import benchmark, machine
 from rc_offline.evaluation import EvalResult, evaluate, select_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -451,16 +451,16 @@ def test_engine_that_cannot_run_here_is_skipped_not_fatal(tiny, tmp_path, capsys
 
 
 def test_machine_facts_never_fail_and_read_nvpmodel(tmp_path, monkeypatch):
-    facts = benchmark.machine_facts()
+    facts = machine.machine_facts()
     assert all(isinstance(v, str) and v for v in facts.values()), facts
-    assert benchmark._fact(lambda: 1 / 0) == 'n/a: ZeroDivisionError: division by zero'
+    assert machine._fact(lambda: 1 / 0) == 'n/a: ZeroDivisionError: division by zero'
     fake = tmp_path / 'nvpmodel'
     fake.write_text('#!/bin/sh\necho "NV Power Mode: 15W"\necho 0\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv('PATH', f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    assert benchmark._power_mode() == '15W (mode 0)'
+    assert machine._power_mode() == '15W (mode 0)'
     fake.write_text('#!/bin/sh\necho "NVPM ERROR: failed to read PARAM" >&2\nexit 1\n')
-    assert benchmark._power_mode() == 'n/a: nvpmodel -q: NVPM ERROR: failed to read PARAM'
+    assert machine._power_mode() == 'n/a: nvpmodel -q: NVPM ERROR: failed to read PARAM'
 
 
 def test_latency_statistics():

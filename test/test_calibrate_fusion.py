@@ -74,10 +74,12 @@ def make_bag(path, plugin, frames=6, topics=('/student/depth', '/camera/depth', 
 
 
 def run(argv, capsys):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
     out, err = capsys.readouterr()
-    return info.value.code, out, err
+    return code, out, err
 
 
 def check_fit(path, out):
@@ -163,7 +165,7 @@ def test_tolerance_decides_pairing(tmp_path, capsys):
     ('missing', 'does not exist'),
     ('no tof folder', "has no 'tof/' folder"),
     ('bag without topic', 'has no student depth topic /student/depth (topics: /camera/depth'),
-    ('sizes', 'ToF depth is 160x120 and the output grid (student depth size) 70x50'),
+    ('sizes', 'confidence image is 70x50 and its ToF depth 160x120: they must be the same size'),
     ('single depth', 'fit failed: ill-conditioned'),
     ('required confidence absent', 'no student depth could be paired'),
     ('bad range', 'range_min (5.0) must be >= 0 and smaller than range_max (1.0)'),
@@ -185,8 +187,8 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, capsys, case, mess
             writer.add_connection('/camera/depth', IMAGE, typestore=TS)
         src = src_bag
     elif case == 'sizes':
-        src = make_dataset(tmp_path / 'set', frames=1, confidence=False)
-        write_image(src / 'student' / '000000.npy', np.ones((50, 70), np.float32))
+        src = make_dataset(tmp_path / 'set', frames=1)
+        write_image(src / 'confidence' / '000000.png', np.ones((50, 70), np.uint8))
     elif case == 'single depth':
         src = tmp_path / 'flat'
         write_image(src / 'student' / 'a.npy', np.full((40, 40), 2.0, np.float32))
@@ -207,4 +209,6 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, capsys, case, mess
 
 def test_usage_error_exits_2(capsys):
     code, _, err = run(['--bogus'], capsys)
-    assert code == 2 and 'usage: calibrate_fusion' in err
+    assert code == 2, f'expected exit 2 for bad arguments, got {code}'
+    assert err.startswith('calibrate_fusion: error: ') and err.count('\n') == 1, \
+        f'expected one error line, got:\n{err}'

@@ -151,9 +151,17 @@ def test_module_is_pure():
 
 
 def test_detect_gpu_gives_name_and_major_minor_or_none():
+    """With a GPU: its name and compute capability, as the TensorRT backend reads them. Without one
+    (cuda-python missing or no device): None, exactly where cuda_buffers says why it cannot see one."""
+    from student_trt import cuda_buffers
     gpu = detect_gpu()
-    if gpu is None:
-        return  # no cuda-python and no CUDA torch here: nothing to read
+    try:
+        info = cuda_buffers.device_info(0)
+    except cuda_buffers.CudaUnavailable as exc:
+        assert gpu is None, f'detect_gpu gave {gpu} although cuda_buffers sees no GPU ({exc})'
+        assert 'cuda-python is not installed' in str(exc) or 'CUDA device' in str(exc), str(exc)
+        return
+    assert gpu == (info.name, info.sm), f'detect_gpu {gpu} differs from the backend view {info}'
     name, capability = gpu
     assert name and name == name.strip() and '\x00' not in name, f'got {name!r}'
     assert re.fullmatch(r'\d+\.\d+', capability), f'compute capability must read like 8.7, got {capability!r}'

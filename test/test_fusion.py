@@ -1,23 +1,29 @@
-"""depth_fusion.fusion: per-pixel truth tables for every rule, corrections, resampling, invariants."""
+"""depth_fusion.fusion and depth_fusion.kernel: truth tables for every rule, the compiled pass against the
+numpy specification, corrections, grids of any size, local alignment."""
 
 import numpy as np
 import pytest
 
-from depth_fusion.fusion import (
+from depth_fusion import kernel
+from depth_fusion.fusion import (  # the kernel's inputs, as Fuser makes them
     SOURCE_NONE,
     SOURCE_STUDENT,
     SOURCE_TOF,
     Fuser,
     FusionConfig,
-    GridError,
+    _index_map,
+    _tof_rule,
     fuse,
-    grid_scale,
     resample_nearest,
     tof_valid,
 )
+from rc_perception.camera import Intrinsics, scale_intrinsics
 from rc_perception.depth import to_metres
 
 NAN, INF = np.nan, np.inf
+F32 = np.float32
+BOTH = pytest.mark.parametrize('compiled', [True, False], ids=['numba', 'numpy'])
+NO_GATE = {'min_student_delta1': 0.0}
 
 
 def f32(values) -> np.ndarray:
@@ -31,6 +37,11 @@ def check_table(got, expected, labels, what):
     assert not wrong, f'{what}:\n' + '\n'.join(wrong)
 
 
+def test_the_compiled_kernel_is_in_use_here():
+    assert kernel.COMPILED, f'numba should compile here: {kernel.COMPILE_PROBLEM}'
+    assert Fuser().compiled and not Fuser(compiled=False).compiled
+
+
 # ------------------------------------------------------------------------------------- ToF validity
 
 def test_float_tof_validity_truth_table():
@@ -38,9 +49,10 @@ def test_float_tof_validity_truth_table():
     cases = {
         'NaN': (NAN, False), '+inf': (INF, False), '-inf': (-INF, False), '0.0': (0.0, False),
         '-0.0': (-0.0, False), 'negative': (-1.0, False),
-        'below range_min': (np.nextafter(np.float32(0.5), np.float32(0)), False),
-        'range_min exactly': (0.5, True), 'inside': (2.0, True), 'range_max exactly': (4.0, True),
-        'above range_max': (np.nextafter(np.float32(4.0), np.float32(5)), False),
+        'below range_min': (np.nextafter(F32(0.5), F32(0)), False),
+        'range_min exactly': (0.5, True), 'just above range_min': (np.nextafter(F32(0.5), F32(1)), True),
+        'inside': (2.0, True), 'just below range_max': (np.nextafter(F32(4.0), F32(0)), True),
+        'range_max exactly': (4.0, True), 'above range_max': (np.nextafter(F32(4.0), F32(5)), False),
         'denormal': (1e-42, False), 'huge': (3e38, False),
     }
     got = tof_valid(f32([v for v, _ in cases.values()]), '32FC1', lo, hi)
@@ -56,24 +68,24 @@ def test_float_tof_range_min_zero_still_rejects_zero_and_negatives():
 @pytest.mark.parametrize('encoding', ['16UC1', 'mono16'])
 def test_millimetre_tof_validity_truth_table(encoding):
     cases = {'0 mm (no reading)': (0, False), '1 mm': (1, False), '499 mm': (499, False),
-             '500 mm = range_min': (500, True), '2000 mm': (2000, True), '4000 mm = range_max': (4000, True),
-             '4001 mm': (4001, False), '65535 mm': (65535, False)}
+             '500 mm = range_min': (500, True), '501 mm': (501, True), '2000 mm': (2000, True),
+             '3999 mm': (3999, True), '4000 mm = range_max': (4000, True), '4001 mm': (4001, False),
+             '65535 mm': (65535, False)}
     mm = np.array([[v for v, _ in cases.values()]], np.uint16)
     check_table(tof_valid(mm, encoding, 0.5, 4.0), [e for _, e in cases.values()], list(cases),
                 f'{encoding} ToF validity')
 
 
-@pytest.mark.parametrize('rng_min, rng_max', [(0.1, 3.3333), (0.0, 65.535), (0.3, 0.3), (0.25, 0.2501)])
+@pytest.mark.parametrize('rng_min, rng_max', [(0.1, 3.3333), (0.0, 65.535), (0.25, 0.2501), (0.0003, 0.0004)])
 def test_millimetres_agree_with_metres_for_every_value(rng_min, rng_max):
     """All 65536 millimetre values: the integer test equals the float test on to_metres' conversion."""
     mm = np.arange(65536, dtype=np.uint16).reshape(256, 256)
-    got = tof_valid(mm, '16UC1', rng_min, rng_max) if rng_min < rng_max else None
-    if got is None:
-        return
-    metres = to_metres(mm, '16UC1')
-    expected = tof_valid(metres, '32FC1', rng_min, rng_max)
+    got = tof_valid(mm, '16UC1', rng_min, rng_max)
+    expected = tof_valid(to_metres(mm, '16UC1'), '32FC1', rng_min, rng_max)
     diff = np.flatnonzero(got != expected)
-    assert diff.size == 0, f'16UC1 and 32FC1 validity differ at mm values {diff[:10].tolist()}'
+    assert diff.size == 0, f'16UC1 and 32FC1 validity differ at mm values {diff[:10]}'
+    m = np.arange(65536) * F32(0.001)
+    assert got.sum() == np.count_nonzero((m >= F32(rng_min)) & (m <= F32(rng_max)) & (m > 0))
 
 
 @pytest.mark.parametrize('dtype, threshold, values, expected', [
@@ -82,8 +94,9 @@ def test_millimetres_agree_with_metres_for_every_value(rng_min, rng_max):
     (np.uint8, 0.0, [0, 1, 255], [True, True, True]),
     (np.uint8, 255.0, [254, 255], [False, True]),
     (np.uint8, 256.0, [255, 0], [False, False]),
-    (np.uint16, 1000.0, [0, 999, 1000, 65535], [False, False, True, True]),
+    (np.uint16, 1000.0, [0, 999, 1000, 1001, 65535], [False, False, True, True, True]),
     (np.float32, 0.5, [NAN, 0.49999997, 0.5, 0.75, INF, -INF], [False, False, True, True, True, False]),
+    (np.float32, 0.7, [F32(0.7), np.nextafter(F32(0.7), F32(0))], [True, False]),  # float32(0.7) < 0.7
     (np.float32, 0.0, [0.0, -0.0, -1e-9, NAN], [True, True, False, False]),
 ])
 def test_confidence_threshold_truth_table(dtype, threshold, values, expected):
@@ -102,34 +115,35 @@ def test_confidence_gates_only_valid_depth():
                  'out of range, confident'], 'depth and confidence combined')
 
 
-def test_confidence_size_must_match_tof():
-    with pytest.raises(GridError, match='confidence image is 4x2 and its ToF depth 8x6'):
-        tof_valid(np.ones((6, 8), np.float32), '32FC1', 0.1, 4.0, np.ones((2, 4), np.uint8), 1)
-
-
-@pytest.mark.parametrize('tof, encoding, message', [
-    (np.ones((2, 2), np.float32), '16UC1', "'16UC1' needs uint16"),
-    (np.ones((2, 2), np.uint16), '32FC1', "'32FC1' needs float32"),
-    (np.ones((2, 2), '>f4'), '32FC1', r'native byte order\), got >f4'),  # bit-pattern selection needs native
-    (np.ones((2, 2), np.uint8), 'mono8', 'ToF depth encoding must be one of'),
-    (np.ones((2, 2, 3), np.float32), '32FC1', 'must be 2-D'),
+@pytest.mark.parametrize('tof, encoding, conf, message', [
+    (np.ones((2, 2), np.float32), '16UC1', None, "'16UC1' needs uint16"),
+    (np.ones((2, 2), np.uint16), '32FC1', None, "'32FC1' needs float32"),
+    (np.ones((2, 2), '>f4'), '32FC1', None, r'native byte order\), got >f4'),
+    (np.ones((2, 2), np.uint8), 'mono8', None, 'ToF depth encoding must be one of'),
+    (np.ones((2, 2, 3), np.float32), '32FC1', None, 'must be 2-D'),
+    (np.ones((6, 8), np.float32), '32FC1', np.ones((2, 4), np.uint8), 'confidence image is 4x2 and its ToF '
+                                                                        'depth 8x6'),
+    (np.ones((2, 2), np.float32), '32FC1', np.ones((2, 2), np.int8), 'must be uint8, uint16 or float32'),
 ])
-def test_tof_encoding_errors(tof, encoding, message):
+def test_tof_input_errors(tof, encoding, conf, message):
     with pytest.raises(ValueError, match=message):
-        tof_valid(tof, encoding, 0.1, 4.0)
+        tof_valid(tof, encoding, 0.1, 4.0, conf)
 
 
 # --------------------------------------------------------------------------------------- fusion rule
 
-def test_gated_fusion_truth_table():
+@BOTH
+def test_gated_fusion_truth_table(compiled):
     # (label, tof, confidence, student) -> (output, source)
     rows = [
         ('ToF valid, confident', 2.0, 200, 5.0, 2.0, SOURCE_TOF),
         ('ToF valid, confidence == threshold', 2.0, 128, 5.0, 2.0, SOURCE_TOF),
-        ('ToF valid, unconfident', 2.0, 127, 5.0, 5.0, SOURCE_STUDENT),
+        ('ToF valid, confidence 1 below', 2.0, 127, 5.0, 5.0, SOURCE_STUDENT),
         ('ToF NaN', NAN, 200, 5.0, 5.0, SOURCE_STUDENT),
         ('ToF 0', 0.0, 200, 5.0, 5.0, SOURCE_STUDENT),
+        ('ToF range_max exactly', 4.0, 200, 5.0, 4.0, SOURCE_TOF),
         ('ToF beyond range_max', 4.5, 200, 5.0, 5.0, SOURCE_STUDENT),
+        ('ToF range_min exactly', 0.1, 200, 5.0, F32(0.1), SOURCE_TOF),
         ('ToF below range_min', 0.05, 200, 5.0, 5.0, SOURCE_STUDENT),
         ('ToF +inf', INF, 200, 5.0, 5.0, SOURCE_STUDENT),
         ('ToF valid, student NaN', 2.0, 200, NAN, 2.0, SOURCE_TOF),
@@ -138,27 +152,111 @@ def test_gated_fusion_truth_table():
         ('neither: student negative', NAN, 200, -1.0, NAN, SOURCE_NONE),
         ('neither: student +inf', NAN, 200, INF, NAN, SOURCE_NONE),
         ('neither: student -inf', NAN, 200, -INF, NAN, SOURCE_NONE),
+        ('student tiny but positive', NAN, 200, 1e-30, F32(1e-30), SOURCE_STUDENT),
         ('unconfident ToF, student 0.0', 2.0, 0, 0.0, NAN, SOURCE_NONE),
     ]
     tof = f32([r[1] for r in rows])
     conf = np.array([[r[2] for r in rows]], np.uint8)
     student = f32([r[3] for r in rows])
-    cfg = FusionConfig(range_min=0.1, range_max=4.0, confidence_threshold=128)
-    res = fuse(student, tof, '32FC1', conf, cfg)
+    cfg = FusionConfig(range_min=0.1, range_max=4.0, confidence_threshold=128, **NO_GATE)
+    res = Fuser(cfg, compiled=compiled).fuse(student, tof, '32FC1', conf)
     labels = [r[0] for r in rows]
     check_table(res.depth, [r[4] for r in rows], labels, 'fused depth')
     check_table(res.source, [r[5] for r in rows], labels, 'source map')
     assert res.depth.dtype == np.float32 and res.source.dtype == np.uint8
+    assert (res.tof_pixels, res.student_pixels) == (5, 7), (res.tof_pixels, res.student_pixels)
 
 
-def test_millimetre_tof_is_converted_to_metres():
+@BOTH
+def test_float_confidence_is_compared_in_float32(compiled):
+    """A 32FC1 confidence of 0.7 (float32(0.7) < 0.7) passes the threshold 0.7 the user typed."""
+    conf = np.array([[F32(0.7), np.nextafter(F32(0.7), F32(0))]], np.float32)
+    cfg = FusionConfig(range_max=4.0, confidence_threshold=0.7, **NO_GATE)
+    res = Fuser(cfg, compiled=compiled).fuse(f32([9.0, 9.0]), f32([2.0, 2.0]), '32FC1', conf)
+    check_table(res.source, [SOURCE_TOF, SOURCE_STUDENT], ['0.7', 'just below 0.7'], 'float32 confidence')
+
+
+@BOTH
+def test_millimetre_tof_is_converted_to_metres(compiled):
     mm = np.array([[0, 1500, 2345, 9000]], np.uint16)
     student = f32([1.0, 1.0, 1.0, 1.0])
-    res = fuse(student, mm, '16UC1', config=FusionConfig(range_max=4.0))
-    expected = [1.0, np.float32(1500) * np.float32(0.001), np.float32(2345) * np.float32(0.001), 1.0]
-    check_table(res.depth, np.array(expected, np.float32), ['0 mm', '1500 mm', '2345 mm', '9000 mm'],
-                '16UC1 fusion')
+    res = Fuser(FusionConfig(range_max=4.0, **NO_GATE), compiled=compiled).fuse(student, mm, '16UC1')
+    expected = [1.0, F32(1500) * F32(0.001), F32(2345) * F32(0.001), 1.0]
+    check_table(res.depth, np.array(expected, np.float32), ['0 mm', '1500 mm', '2345 mm', '9000 mm'], '16UC1')
     check_table(res.source, [2, 1, 1, 2], ['0 mm', '1500 mm', '2345 mm', '9000 mm'], 'source')
+
+
+SPECIALS = np.array([NAN, INF, -INF, 0.0, -0.0, -1.0, 0.1, 4.0, 1e-42, 3e38], np.float32)
+
+
+def random_inputs(rng, tof_dtype, conf_dtype, student_shape, tof_shape):
+    student = rng.uniform(-0.5, 6.0, student_shape).astype(np.float32)
+    student.flat[rng.integers(0, student.size, student.size // 4)] = rng.choice(SPECIALS, student.size // 4)
+    if tof_dtype == np.uint16:
+        tof = rng.integers(0, 6000, tof_shape).astype(np.uint16)
+        tof.flat[:3] = (100, 4000, 65535)  # range_min, range_max exactly, the largest
+    else:
+        tof = rng.uniform(-0.5, 6.0, tof_shape).astype(np.float32)
+        tof.flat[rng.integers(0, tof.size, tof.size // 4)] = rng.choice(SPECIALS, tof.size // 4)
+    conf = (rng.integers(0, 256, tof_shape) if conf_dtype != np.float32 else
+            rng.choice([NAN, 0.0, 49.0, 50.0, 50.5, 200.0], tof_shape)).astype(conf_dtype)
+    conf.flat[:2] = (50, 49)  # at the threshold and one below
+    return student, tof, conf
+
+
+@pytest.mark.parametrize('tof_dtype', [np.uint16, np.float32])
+@pytest.mark.parametrize('conf_dtype', [np.uint8, np.uint16, np.float32])
+def test_compiled_pass_equals_the_numpy_specification_on_random_inputs(tof_dtype, conf_dtype):
+    rng = np.random.default_rng(hash((tof_dtype.__name__, conf_dtype.__name__)) % 2 ** 32)
+    cfg = FusionConfig(range_min=0.1, range_max=4.0, confidence_threshold=50.0)
+    encoding = '16UC1' if tof_dtype == np.uint16 else '32FC1'
+    for grid, student_shape, tof_shape in (((24, 32), (24, 32), (48, 64)), ((18, 32), (18, 32), (36, 64)),
+                                           ((25, 31), (30, 50), (25, 31)), ((40, 40), (20, 20), (13, 17))):
+        for fill, alpha, beta in ((True, 1.0, 0.0), (True, 1.3, -0.4), (False, 1.0, 0.0)):
+            student, tof, conf = random_inputs(rng, tof_dtype, conf_dtype, student_shape, tof_shape)
+            smap = (_index_map(student_shape[0], grid[0]), _index_map(student_shape[1], grid[1]))
+            tmap = (_index_map(tof_shape[0], grid[0]), _index_map(tof_shape[1], grid[1]))
+            lo, hi, tscale, cthr = _tof_rule(tof, encoding, conf, cfg)
+            outs = []
+            for run in (kernel.fuse_compiled, kernel.fuse_reference):
+                out, src = np.empty(grid, np.float32), np.empty(grid, np.uint8)
+                counts = run(student, *smap, tof, *tmap, conf, cthr, lo, hi, tscale, F32(alpha), F32(beta),
+                             fill, out, src)
+                outs.append((out, src, counts))
+            (a, sa, ca), (b, sb, cb) = outs
+            what = f'grid {grid}, student {student_shape}, ToF {tof_shape}, fill {fill}'
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), f'{what}: depth bits differ'
+            assert np.array_equal(sa, sb), f'{what}: source maps differ'
+            assert ca == cb, f'{what}: counts {ca} != {cb}'
+            assert ca[0] > 0 and (ca[1] > 0 or not fill), f'{what}: the inputs should exercise both sources'
+
+
+@pytest.mark.parametrize('mode', ['gated', 'affine', 'median', 'online_affine', 'local'])
+@pytest.mark.parametrize('speckle', [0.0, 0.5], ids=['coherent holes', 'salt-and-pepper'])
+@pytest.mark.parametrize('encoding', ['32FC1', '16UC1'])
+def test_invariants(mode, speckle, encoding):
+    """No valid ToF pixel is replaced; nothing is 0.0; the source map matches the values."""
+    _, tof, student = scene(48, 64, speckle=speckle)
+    if encoding == '16UC1':
+        tof = np.nan_to_num(np.round(tof * 1000), nan=0).astype(np.uint16)
+    conf = np.random.default_rng(1).integers(0, 256, tof.shape).astype(np.uint8)
+    cfg = FusionConfig(mode=mode, alpha=1.3, beta=-0.4, range_min=0.2, range_max=3.0, confidence_threshold=40,
+                       median_min_pixels=10, online_min_inliers=10, local_min_ring=3, **NO_GATE)
+    fuser = Fuser(cfg)
+    for _ in range(3):  # reused buffers and the online state across frames
+        res = fuser.fuse(student, tof, encoding, conf)
+    valid = tof_valid(tof, encoding, 0.2, 3.0, conf, 40)
+    tof_m = to_metres(tof, encoding)
+    out, src = res.depth, res.source
+    assert np.array_equal(out[valid], tof_m[valid]), 'a valid, confident ToF pixel was changed'
+    assert not np.any(out == 0.0), f'{np.count_nonzero(out == 0.0)} pixels published as 0.0'
+    assert np.array_equal(src == SOURCE_TOF, valid), 'source map 1 differs from ToF validity'
+    assert np.array_equal(src == SOURCE_NONE, np.isnan(out)), 'source map 0 differs from NaN pixels'
+    student_px = src == SOURCE_STUDENT
+    assert np.all(np.isfinite(out[student_px]) & (out[student_px] > 0)), 'student pixel without a value'
+    if mode != 'local':
+        a, b = F32(res.correction.alpha), F32(res.correction.beta)
+        assert np.array_equal(out[student_px], (student * a + b)[student_px]), 'student pixels != a d + b'
 
 
 def scene(h=48, w=64, seed=0, speckle=0.0):
@@ -177,68 +275,25 @@ def scene(h=48, w=64, seed=0, speckle=0.0):
     return true, tof, student
 
 
-@pytest.mark.parametrize('mode', ['gated', 'affine', 'median', 'online_affine'])
-@pytest.mark.parametrize('speckle', [0.0, 0.5], ids=['coherent holes', 'salt-and-pepper'])
-@pytest.mark.parametrize('encoding', ['32FC1', '16UC1'])
-@pytest.mark.parametrize('shape', [(48, 64), (301, 300)], ids=['one chunk', 'two chunks'])
-def test_invariants(mode, speckle, encoding, shape):
-    """No valid ToF pixel is replaced; nothing is 0.0; the source map matches the values."""
-    _, tof, student = scene(*shape, speckle=speckle)
-    if encoding == '16UC1':
-        tof = np.nan_to_num(np.round(tof * 1000), nan=0).astype(np.uint16)
-    conf = np.random.default_rng(1).integers(0, 256, tof.shape).astype(np.uint8)
-    cfg = FusionConfig(mode=mode, alpha=1.3, beta=-0.4, range_min=0.2, range_max=3.0,
-                       confidence_threshold=40, median_min_pixels=10, online_min_inliers=10)
-    fuser = Fuser(cfg)
-    for _ in range(3):  # reused buffers and the online state across frames
-        res = fuser.fuse(student, tof, encoding, conf)
-    valid = tof_valid(tof, encoding, 0.2, 3.0, conf, 40)
-    tof_m = to_metres(tof, encoding)
-    out, src = res.depth, res.source
-    assert np.array_equal(out[valid], tof_m[valid]), 'a valid, confident ToF pixel was changed'
-    assert not np.any(out == 0.0), f'{np.count_nonzero(out == 0.0)} pixels published as 0.0'
-    assert np.array_equal(src == SOURCE_TOF, valid), 'source map 1 differs from ToF validity'
-    assert np.array_equal(src == SOURCE_NONE, np.isnan(out)), 'source map 0 differs from NaN pixels'
-    student_px = src == SOURCE_STUDENT
-    assert np.all(np.isfinite(out[student_px]) & (out[student_px] > 0)), 'student pixel without a value'
-    a, b = np.float32(res.correction.alpha), np.float32(res.correction.beta)
-    corrected = student * a + b if (a, b) != (1, 0) else student
-    assert np.array_equal(out[student_px], corrected[student_px]), 'student pixels are not alpha * d + beta'
-
-
-@pytest.mark.parametrize('shape', [(48, 64), (301, 300), (480, 640)])  # 1, 2 uneven, 5 chunks
-def test_gated_equals_np_where_for_coherent_and_fragmented_masks(shape):
-    """The chunked bit-pattern selection equals np.where, whatever the mask's pattern."""
-    for speckle in (0.0, 0.5):
-        _, tof, student = scene(*shape, speckle=speckle)
-        student = np.abs(np.nan_to_num(student, nan=1.0, posinf=1.0)) + np.float32(0.5)  # all valid
-        cfg = FusionConfig(range_min=0.1, range_max=3.0)
-        res = fuse(student, tof, config=cfg)
-        valid = tof_valid(tof, '32FC1', 0.1, 3.0)
-        np.testing.assert_array_equal(res.depth, np.where(valid, tof, student))
-        np.testing.assert_array_equal(res.source, np.where(valid, SOURCE_TOF, SOURCE_STUDENT))
-
-
 # --------------------------------------------------------------------------------------- corrections
 
 def test_affine_correction_math_and_negative_results_become_nan():
     student = f32([1.0, 2.0, 0.1, 3.0])
     tof = f32([NAN, NAN, NAN, 1.0])
-    res = fuse(student, tof, config=FusionConfig(mode='affine', alpha=1.5, beta=-0.2))
-    expected = student * np.float32(1.5) + np.float32(-0.2)
-    expected[0, 2] = np.nan  # 1.5 * 0.1 - 0.2 < 0: invalid, not a negative depth
-    expected[0, 3] = 1.0     # ToF wins, uncorrected
-    check_table(res.depth, expected, ['1 m', '2 m', '0.1 m -> negative', 'ToF'], 'affine')
-    check_table(res.source, [2, 2, 0, 1], ['1 m', '2 m', '0.1 m -> negative', 'ToF'], 'affine source')
+    res = fuse(student, tof, config=FusionConfig(mode='affine', alpha=1.5, beta=-0.2, **NO_GATE))
+    expected = [F32(1.5) + F32(-0.2), F32(2.0) * F32(1.5) + F32(-0.2), NAN, 1.0]  # 0.15 - 0.2 < 0: invalid
+    labels = ['1 m', '2 m', '0.1 m -> negative', 'ToF']
+    check_table(res.depth, np.array(expected, np.float32), labels, 'affine')
+    check_table(res.source, [2, 2, 0, 1], labels, 'affine source')
     assert (res.correction.alpha, res.correction.beta, res.correction.status) == (1.5, -0.2, 'calibrated')
 
 
 def test_median_scale_on_constructed_data():
     rng = np.random.default_rng(3)
     student = rng.uniform(0.5, 3.0, (40, 50)).astype(np.float32)
-    tof = (student * np.float32(1.25)).astype(np.float32)
+    tof = (student * F32(1.25)).astype(np.float32)
     tof[:, 25:] = np.nan  # ToF covers half; the other half gets the scaled student
-    cfg = FusionConfig(mode='median', range_max=10.0, median_min_pixels=100, fit_sample_size=0)
+    cfg = FusionConfig(mode='median', range_max=10.0, median_min_pixels=100, fit_sample_size=0, **NO_GATE)
     res = fuse(student, tof, config=cfg)
     assert res.correction.status == 'median' and res.correction.pixels == 1000
     assert res.correction.alpha == pytest.approx(1.25, rel=1e-6) and res.correction.beta == 0.0
@@ -249,11 +304,12 @@ def test_median_needs_minimum_pixel_count():
     student = np.full((10, 10), 2.0, np.float32)
     tof = np.full((10, 10), np.nan, np.float32)
     tof[0, :5] = 3.0  # 5 overlapping pixels
-    res = fuse(student, tof, config=FusionConfig(mode='median', median_min_pixels=6, fit_sample_size=0))
+    cfg = dict(mode='median', fit_sample_size=0, trust_min_overlap=0.0, **NO_GATE)
+    res = fuse(student, tof, config=FusionConfig(median_min_pixels=6, **cfg))
     assert (res.correction.alpha, res.correction.status) == (1.0, 'none'), res.correction
     assert 'too few pixels' in res.correction.detail and '5 < 6' in res.correction.detail
     assert res.depth[5, 5] == 2.0
-    res = fuse(student, tof, config=FusionConfig(mode='median', median_min_pixels=5, fit_sample_size=0))
+    res = fuse(student, tof, config=FusionConfig(median_min_pixels=5, **cfg))
     assert res.correction.alpha == pytest.approx(1.5) and res.depth[5, 5] == pytest.approx(3.0)
 
 
@@ -269,9 +325,8 @@ def affine_frame(alpha, beta, outliers=0.3, shape=(60, 80), seed=0):
 def test_online_affine_recovers_alpha_beta_despite_outliers():
     student, tof = affine_frame(1.2, -0.15)
     cfg = FusionConfig(mode='online_affine', range_max=20.0, online_smoothing=0.0, online_min_inliers=50,
-                       online_outlier_threshold=0.1, fit_sample_size=2000)
-    res = fuse(student, tof, config=cfg)
-    c = res.correction
+                       online_outlier_threshold=0.1, fit_sample_size=2000, **NO_GATE)
+    c = fuse(student, tof, config=cfg).correction
     assert c.status == 'fit', c
     assert c.alpha == pytest.approx(1.2, abs=1e-3) and c.beta == pytest.approx(-0.15, abs=3e-3), c
     assert c.inlier_share == pytest.approx(0.7, abs=0.05), c
@@ -281,7 +336,7 @@ def test_online_affine_recovers_alpha_beta_despite_outliers():
 def test_online_affine_smooths_over_frames_from_the_calibration():
     student, tof = affine_frame(1.2, -0.15, outliers=0.0)
     cfg = FusionConfig(mode='online_affine', alpha=1.0, beta=0.0, range_max=20.0, online_smoothing=0.5,
-                       online_min_inliers=50)
+                       online_min_inliers=50, **NO_GATE)
     fuser = Fuser(cfg)
     alphas = [fuser.fuse(student, tof).correction.alpha for _ in range(12)]
     assert alphas[0] == pytest.approx(1.1, abs=1e-3), 'first frame: halfway from calibration (1.0) to fit'
@@ -304,81 +359,138 @@ def test_online_affine_falls_back_to_calibrated_values(case, reason):
     elif case == 'too few overlapping pixels':
         tof[5:] = np.nan
     cfg = FusionConfig(mode='online_affine', alpha=1.05, beta=0.02, range_max=20.0, online_smoothing=0.0,
-                       online_min_inliers=500, fit_sample_size=0)
+                       online_min_inliers=500, fit_sample_size=0, **NO_GATE)
     res = fuse(student, None if case == 'no ToF' else tof, config=cfg)
     c = res.correction
     assert c.status == 'fallback' and reason in c.detail, c
     assert (c.alpha, c.beta) == (1.05, 0.02)
     valid = ~np.isnan(tof) if case != 'no ToF' else np.zeros(tof.shape, bool)
-    np.testing.assert_array_equal(res.depth[~valid], student[~valid] * np.float32(1.05) + np.float32(0.02))
+    np.testing.assert_array_equal(res.depth[~valid], student[~valid] * F32(1.05) + F32(0.02))
+
+
+# -------------------------------------------------------------------------------------- local alignment
+
+def test_hole_labels_and_border_ratios_by_hand():
+    tof_ok = np.array([[1, 1, 1, 1, 1, 1],
+                       [1, 0, 0, 1, 1, 1],
+                       [1, 0, 0, 1, 0, 1],
+                       [1, 1, 1, 1, 1, 0]], bool)
+    tof_m = np.where(tof_ok, F32(3.0), F32(NAN)).astype(np.float32)
+    tof_m[0, 1] = 6.0  # above the first hole: ratio 6 / 1.5 = 4, the others 3 / 1.5 = 2
+    corrected = np.full(tof_ok.shape, 1.5, np.float32)
+    labels = np.zeros(tof_ok.shape, np.int32)
+    scales = kernel.hole_scales(tof_m, tof_ok, corrected, labels, 1)
+    np.testing.assert_array_equal(labels, [[0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0], [0, 1, 1, 0, 2, 0],
+                                           [0, 0, 0, 0, 0, 3]])
+    # hole 1 is bordered by 8 valid pixels (ratios 4, 2 x 7): median 2; holes 2 and 3 by 4 and 2 pixels.
+    np.testing.assert_array_equal(scales[1:], [2.0, 2.0, 2.0])
+    assert np.isnan(kernel.hole_scales(tof_m, tof_ok, corrected, labels, 3)[3]), '2 border pixels < 3'
+    # a U-shaped hole whose arms meet only at the bottom is one hole (union of provisional labels)
+    u = np.ones((4, 5), bool)
+    u[0:3, 1] = u[0:3, 3] = u[2, 1:4] = False
+    labels = np.zeros(u.shape, np.int32)
+    kernel.hole_scales(np.where(u, F32(1), F32(NAN)).astype(np.float32), u, np.ones(u.shape, np.float32),
+                       labels, 1)
+    assert set(np.unique(labels[~u])) == {1} and np.all(labels[u] == 0), labels
+
+
+def test_local_mode_scales_each_hole_by_its_border():
+    """True depth: a ramp. The student is right except in two regions off by x0.5 and x1.5, each a little
+    larger than one of the ToF's two holes: the border of each hole sees the region's error, so local
+    alignment recovers the truth in the holes; a frame fit cannot."""
+    yy, xx = np.mgrid[:60, :80]
+    true = (1.0 + 2.0 * xx / 80 + 0.5 * yy / 60).astype(np.float32)
+    student = true.copy()
+    student[7:28, 7:33] *= F32(0.5)
+    student[32:53, 42:73] *= F32(1.5)
+    tof = true.copy()
+    tof[10:25, 10:30] = np.nan
+    tof[35:50, 45:70] = np.nan
+    cfg = dict(range_max=10.0, online_smoothing=0.0, online_min_inliers=50, local_min_ring=10, **NO_GATE)
+    local = fuse(student, tof, config=FusionConfig(mode='local', **cfg))
+    frame = fuse(student, tof, config=FusionConfig(mode='online_affine', **cfg))
+    assert (local.correction.holes, local.correction.holes_scaled) == (2, 2), local.correction
+    for name, (rows, cols) in {'x0.5 hole': (slice(10, 25), slice(10, 30)),
+                               'x1.5 hole': (slice(35, 50), slice(45, 70))}.items():
+        err_local = np.abs(local.depth[rows, cols] - true[rows, cols]).max()
+        err_frame = np.abs(frame.depth[rows, cols] - true[rows, cols]).max()
+        assert err_local < 0.06 and err_frame > 0.4, f'{name}: local error {err_local}, frame fit {err_frame}'
+    assert np.array_equal(local.source == SOURCE_TOF, np.isfinite(tof)), 'ToF pixels stay ToF'
+
+
+def test_local_mode_without_the_compiled_kernel_uses_the_frame_fit():
+    _, tof, student = scene()
+    cfg = FusionConfig(mode='local', online_min_inliers=10, **NO_GATE)
+    res = Fuser(cfg, compiled=False).fuse(student, tof)
+    assert (res.correction.holes, res.correction.holes_scaled) == (0, 0)
+    px = res.source == SOURCE_STUDENT
+    a, b = F32(res.correction.alpha), F32(res.correction.beta)
+    assert np.array_equal(res.depth[px], (student * a + b)[px])
 
 
 # --------------------------------------------------------------------------------------------- grids
 
-def test_grid_scale_and_errors():
-    assert grid_scale((480, 640), (240, 320)) == (1, 2)
-    assert grid_scale((240, 320), (480, 640)) == (2, 1)
-    assert grid_scale((240, 320), (240, 320)) == (1, 1)
-    assert grid_scale((100, 100), (300, 300)) == (3, 1)
-    for src, dst in (((480, 640), (200, 300)), ((480, 640), (240, 640)), ((480, 640), (160, 320))):
-        with pytest.raises(GridError) as info:
-            grid_scale(src, dst, 'ToF depth', 'student depth')
-        text = str(info.value)
-        assert f'ToF depth is {src[1]}x{src[0]}' in text and f'student depth {dst[1]}x{dst[0]}' in text, text
+@pytest.mark.parametrize('src, dst, expected', [
+    (6, 3, [1, 3, 5]),          # decimation by 2: pixel 2i + 1
+    (6, 2, [1, 4]),             # by 3: the centre pixel 3i + 1
+    (2, 4, [0, 0, 1, 1]),       # upsampling by 2: each pixel twice
+    (5, 5, [0, 1, 2, 3, 4]),
+    (848, 320, None),           # any ratio: the nearest to the area centre
+])
+def test_resample_nearest_picks_these_pixels(src, dst, expected):
+    img = np.arange(src, dtype=np.float32)[None, :].repeat(2, 0)
+    got = resample_nearest(img, (2, dst))[0]
+    if expected is None:
+        centres = (np.arange(dst) + 0.5) * src / dst - 0.5
+        assert np.all(np.abs(got - centres) <= 0.5 + 1e-9), 'a pixel further than half a pixel away'
+    else:
+        np.testing.assert_array_equal(got, expected)
 
 
-def test_resample_nearest_down_and_up():
-    img = np.arange(36, dtype=np.float32).reshape(6, 6)
-    np.testing.assert_array_equal(resample_nearest(img, (3, 3)), img[1::2, 1::2])
-    np.testing.assert_array_equal(resample_nearest(img, (2, 2)), img[[1, 4]][:, [1, 4]])  # factor 3: centre
-    up = resample_nearest(img[:2, :3], (4, 6))
-    np.testing.assert_array_equal(up, [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2],
-                                       [6, 6, 7, 7, 8, 8], [6, 6, 7, 7, 8, 8]])
-    assert resample_nearest(img, (6, 6)) is img
+@pytest.mark.parametrize('camera, student', [((480, 640), (240, 320)), ((360, 640), (180, 320)),
+                                             ((720, 1280), (240, 320)), ((480, 848), (240, 424)),
+                                             ((480, 848), (181, 320)), ((360, 640), (240, 320))])
+def test_any_camera_and_student_grid_fuse(camera, student):
+    rng = np.random.default_rng(0)
+    mm = rng.integers(0, 3000, camera).astype(np.uint16)
+    conf = rng.integers(0, 256, camera).astype(np.uint8)
+    res = fuse(rng.uniform(0.5, 3, student).astype(np.float32), mm, '16UC1', conf,
+               FusionConfig(range_max=4.0, confidence_threshold=50, **NO_GATE))
+    assert res.depth.shape == student
+    expected = tof_valid(resample_nearest(mm, student), '16UC1', 0.1, 4.0, resample_nearest(conf, student),
+                         50)
+    assert np.array_equal(res.source == SOURCE_TOF, expected)
 
 
-def test_tof_at_twice_the_student_size_is_sampled_not_interpolated():
-    """The demo layout: 640x480 16UC1 ToF, 320x240 student: output on the student grid, ToF by nearest."""
-    rng = np.random.default_rng(5)
-    mm = rng.integers(300, 3000, (480, 640)).astype(np.uint16)
-    mm[rng.random(mm.shape) < 0.3] = 0  # invalid pixels scattered among valid ones
-    conf = rng.integers(0, 256, mm.shape).astype(np.uint8)
-    student = rng.uniform(0.5, 5.0, (240, 320)).astype(np.float32)
-    cfg = FusionConfig(range_min=0.2, range_max=4.0, confidence_threshold=100)
-    res = fuse(student, mm, '16UC1', conf, cfg)
-    assert res.depth.shape == (240, 320)
-    expected = fuse(student, np.ascontiguousarray(mm[1::2, 1::2]), '16UC1',
-                    np.ascontiguousarray(conf[1::2, 1::2]), cfg)
-    np.testing.assert_array_equal(res.depth, expected.depth)
-    np.testing.assert_array_equal(res.source, expected.source)
-    tof_px = res.source == SOURCE_TOF
-    assert np.all(np.isin(np.round(res.depth[tof_px] * 1000).astype(np.uint16), mm[1::2, 1::2])), \
-        'a ToF output value is not one of the sampled ToF readings'
+def test_tof_on_a_decimated_grid_back_projects_to_the_same_points():
+    """A ToF pixel published on the student grid (half size) is the full-size pixel 2i + 1; with K scaled by
+    scale_intrinsics for that grid it back-projects to the same 3-D point (within 1e-6 m)."""
+    rng = np.random.default_rng(1)
+    mm = rng.integers(200, 3900, (480, 640)).astype(np.uint16)
+    res = fuse(np.full((240, 320), 9.0, np.float32), mm, '16UC1',
+               config=FusionConfig(range_max=4.0, **NO_GATE))
+    full = Intrinsics(500.0, 505.0, 322.5, 241.25)
+    half = scale_intrinsics(full, (640, 480), (320, 240))
+    v, u = np.mgrid[:240, :320]
+    z = res.depth.astype(np.float64)
+    x_half = (u - half.cx) * z / half.fx
+    y_half = (v - half.cy) * z / half.fy
+    z_full = (mm[2 * v + 1, 2 * u + 1] * F32(0.001)).astype(np.float64)  # the pixel the ToF came from
+    x_full = (2 * u + 1 - full.cx) * z_full / full.fx
+    y_full = (2 * v + 1 - full.cy) * z_full / full.fy
+    assert np.all(res.source == SOURCE_TOF)
+    assert np.abs(np.stack([x_half - x_full, y_half - y_full, z - z_full])).max() < 1e-6
 
 
 def test_smaller_tof_is_repeated_and_output_grid_tof():
     tof = f32([[1.0, NAN], [2.0, 3.0]]).reshape(2, 2)
     student = np.full((4, 4), 7.0, np.float32)
-    res = fuse(student, tof, config=FusionConfig(range_max=10.0))
+    res = fuse(student, tof, config=FusionConfig(range_max=10.0, **NO_GATE))
     np.testing.assert_array_equal(res.depth, [[1, 1, 7, 7], [1, 1, 7, 7], [2, 2, 3, 3], [2, 2, 3, 3]])
     np.testing.assert_array_equal(res.source, [[1, 1, 2, 2], [1, 1, 2, 2], [1, 1, 1, 1], [1, 1, 1, 1]])
-    # output_grid 'tof': the student is brought to the ToF grid instead.
     student = np.arange(16, dtype=np.float32).reshape(4, 4) + 1
-    res = fuse(student, tof, config=FusionConfig(range_max=10.0, output_grid='tof'))
+    res = fuse(student, tof, config=FusionConfig(range_max=10.0, output_grid='tof', **NO_GATE))
     np.testing.assert_array_equal(res.depth, [[1.0, student[1, 3]], [2.0, 3.0]])
-    big_tof = np.full((8, 8), np.nan, np.float32)
-    big_tof[0, 0] = 1.0
-    res = fuse(student, big_tof, config=FusionConfig(range_max=10.0, output_grid='tof'))
-    assert res.depth.shape == (8, 8) and res.depth[0, 0] == 1.0 and res.depth[0, 1] == student[0, 0]
-    assert res.depth[7, 7] == student[3, 3]
-
-
-def test_mismatched_sizes_name_both():
-    with pytest.raises(GridError, match='ToF depth is 640x480 and student depth 300x200'):
-        fuse(np.ones((200, 300), np.float32), np.ones((480, 640), np.uint16), '16UC1')
-    with pytest.raises(GridError, match='student depth is 300x200 and ToF depth 640x480'):
-        fuse(np.ones((200, 300), np.float32), np.ones((480, 640), np.uint16), '16UC1',
-             config=FusionConfig(output_grid='tof'))
 
 
 # ------------------------------------------------------------------------------- one-sided frames
@@ -388,10 +500,11 @@ def test_student_only_and_tof_only():
     res = fuse(student, None)
     check_table(res.depth, [1.0, NAN, NAN], ['valid', 'NaN', '0.0'], 'student-only')
     check_table(res.source, [2, 0, 0], ['valid', 'NaN', '0.0'], 'student-only source')
+    assert res.accuracy is None and res.verdict.fill and not res.verdict.judged
     mm = np.array([[1000, 0], [2000, 3000]], np.uint16)
     res = fuse(None, mm, '16UC1')
     np.testing.assert_array_equal(res.source, [[1, 0], [1, 1]])
-    assert np.isnan(res.depth[0, 1]) and res.depth[1, 0] == np.float32(2000) * np.float32(0.001)
+    assert np.isnan(res.depth[0, 1]) and res.depth[1, 0] == F32(2000) * F32(0.001)
     res = fuse(None, mm, '16UC1', shape=(1, 1))  # onto a coarser (the last student) grid
     assert res.depth.shape == (1, 1) and res.source[0, 0] == SOURCE_TOF
 
@@ -399,16 +512,21 @@ def test_student_only_and_tof_only():
 def test_input_errors():
     with pytest.raises(ValueError, match='nothing to fuse'):
         fuse(None, None)
-    with pytest.raises(ValueError, match='student depth must be float32'):
+    with pytest.raises(ValueError, match='student depth must be 2-D float32'):
         fuse(np.ones((2, 2), np.float64))
-    with pytest.raises(ValueError, match='range_min .* smaller than range_max'):
-        FusionConfig(range_min=5.0, range_max=1.0)
-    with pytest.raises(ValueError, match='mode must be one of'):
-        FusionConfig(mode='magic')
+    for kwargs, message in (({'range_min': 5.0, 'range_max': 1.0}, 'smaller than range_max'),
+                            ({'range_min': 2.0, 'range_max': 2.0}, 'smaller than range_max'),
+                            ({'range_min': -0.1}, 'range_min'), ({'mode': 'magic'}, 'mode must be one of'),
+                            ({'trust_when_blind': 'maybe'}, 'trust_when_blind must be one of'),
+                            ({'accuracy_smoothing': 1.0}, 'accuracy_smoothing'),
+                            ({'local_min_ring': 0}, 'local_min_ring')):
+        with pytest.raises(ValueError, match=message):
+            FusionConfig(**kwargs)
+    FusionConfig(range_min=0.0, range_max=np.nextafter(0.0, 1.0))  # just inside: accepted
 
 
 def test_fuser_reuses_buffers_and_follows_shape_changes():
-    fuser = Fuser(FusionConfig(range_max=10.0))
+    fuser = Fuser(FusionConfig(range_max=10.0, **NO_GATE))
     a = fuser.fuse(np.ones((4, 4), np.float32), np.full((4, 4), 2.0, np.float32))
     assert a.depth.shape == (4, 4) and np.all(a.depth == 2.0)
     b = fuser.fuse(np.ones((6, 8), np.float32), None)

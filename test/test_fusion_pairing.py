@@ -8,6 +8,7 @@ from depth_fusion.pairing import (
     StampedBuffer,
     StreamState,
     StreamWatch,
+    StudentHold,
     ToFPairer,
     stamp_ns,
 )
@@ -149,3 +150,77 @@ def test_configure_and_clear():
     assert [s for s, _ in p.depth] == [2 * MS, 3 * MS] and p.watch.timeout == 3.0
     p.clear()
     assert len(p.depth) == 0 and p.match(0, now=0.0).status is MatchStatus.WAITING
+
+
+def held(pairer=None, **kw):
+    pairer = pairer or ToFPairer(**{'max_time_diff': 0.05, 'timeout': 1.0, 'start': 0.0, **kw})
+    return pairer, StudentHold(pairer)
+
+
+def test_a_student_frame_waits_while_the_newest_tof_is_older():
+    p, hold = held()
+    p.add_depth(1000 * MS, 'tof 1000', now=0.0)
+    assert hold.offer(1030 * MS, 'student 1030', now=0.01) == [], 'newest ToF older: held'
+    assert hold.deadline == pytest.approx(0.06)
+    assert hold.poll(now=0.02) == [], 'nothing new, the hold has not expired'
+    p.add_depth(1029 * MS, 'tof 1029', now=0.03)
+    assert hold.poll(now=0.03) == [], 'a ToF still before the student stamp: keep waiting'
+    p.add_depth(1030 * MS, 'tof 1030', now=0.04)
+    (item, match), = hold.poll(now=0.04)
+    assert (item, match.tof, match.dt) == ('student 1030', 'tof 1030', 0.0), 'a ToF at its stamp releases it'
+    assert hold.deadline is None and hold.poll(now=1.0) == []
+
+
+def test_the_hold_expires_after_max_time_diff():
+    p, hold = held()
+    p.add_depth(1000 * MS, 'tof 1000', now=0.0)
+    hold.offer(1040 * MS, 'student', now=0.1)
+    assert hold.poll(now=0.1 + 0.049) == [], 'just inside max_time_diff: still held'
+    (item, match), = hold.poll(now=0.1 + 0.05)
+    assert item == 'student' and match.tof == 'tof 1000' and match.dt == pytest.approx(0.04), match
+
+
+def test_no_wait_when_the_tof_is_ahead_silent_or_max_time_diff_is_zero():
+    p, hold = held()
+    p.add_depth(1100 * MS, 'tof 1100', now=0.0)
+    assert [m.tof for _, m in hold.offer(1080 * MS, 's', now=0.0)] == ['tof 1100'], 'ToF already after it'
+    assert [m.status for _, m in hold.offer(2000 * MS, 's', now=1.5)] == [MatchStatus.SILENT], 'ToF silent'
+    p, hold = held(max_time_diff=0.0)
+    p.add_depth(1000 * MS, 'tof', now=0.0)
+    assert [m.status for _, m in hold.offer(1010 * MS, 's', now=0.0)] == [MatchStatus.NO_MATCH]
+
+
+def test_a_newer_student_frame_releases_the_held_one():
+    p, hold = held()
+    p.add_depth(1000 * MS, 'tof 1000', now=0.0)
+    assert hold.offer(1033 * MS, 'first', now=0.0) == []
+    out = hold.offer(1066 * MS, 'second', now=0.01)
+    assert [(i, m.status) for i, m in out] == [('first', MatchStatus.MATCHED)], out
+    assert hold.deadline == pytest.approx(0.06), 'the second is held now'
+
+
+def test_with_confidence_only_a_complete_tof_frame_releases():
+    p, hold = held(use_confidence=True)
+    hold.offer(1000 * MS, 'student', now=0.0)
+    p.add_depth(1000 * MS, 'depth', now=0.01)
+    assert hold.poll(now=0.01) == [], 'its confidence image is still missing'
+    assert p.newest_usable() is None
+    p.add_confidence(1000 * MS, 'conf')
+    (item, match), = hold.poll(now=0.02)
+    assert (match.tof, match.confidence) == ('depth', 'conf')
+
+
+def test_tof_frames_published_alone():
+    p = ToFPairer(max_time_diff=0.05, use_confidence=True)
+    p.add_depth(100 * MS, 'depth 100', now=0.0)
+    assert p.alone(100 * MS, last=-1) is None, 'no confidence yet'
+    p.add_confidence(100 * MS, 'conf 100')
+    assert p.alone(100 * MS, last=-1) == ('depth 100', 'conf 100')
+    assert p.alone(100 * MS, last=100 * MS) is None, 'each stamp once'
+    p.add_depth(50 * MS, 'depth 50', now=0.0)
+    p.add_confidence(50 * MS, 'conf 50')
+    assert p.alone(50 * MS, last=100 * MS) is None, 'an older frame after a newer one'
+    assert p.alone(50 * MS, last=50 * MS + 1_000 * MS) == ('depth 50', 'conf 50'), 'stamps jumped back 1 s'
+    assert p.alone(50 * MS, last=50 * MS + 1_000 * MS - 1) is None, 'just under 1 s back: a late frame'
+    p.use_confidence = False
+    assert p.alone(50 * MS, last=-1) == ('depth 50', None)

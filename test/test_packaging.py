@@ -14,7 +14,7 @@ from ros_harness import REPO
 pytestmark = pytest.mark.packaging
 
 EXECUTABLES = [
-    'student_trt_node', 'depth_fusion_node', 'pointcloud_xyz_node', 'replay_node',
+    'student_trt_node', 'depth_fusion_node', 'pointcloud_xyz_node', 'perception_composed', 'replay_node',
     'export_trt', 'benchmark', 'train_student', 'calibrate_fusion', 'demo',
 ]
 

@@ -1,9 +1,11 @@
-"""launch_testing: perception.launch.py brings the pipeline up and Nav2's cloud arrives.
+"""launch_testing: perception.launch.py brings the pipeline up and Nav2's cloud arrives, in each layout.
 
 A stub camera (replay_node looping a few synthetic frames from a folder this test writes) feeds
-perception.launch.py, which starts the three nodes with the installed config; WaitForTopics then waits
-for /perception/fused_depth_points, and one cloud's fields and frame are checked. After shutdown every
-process must have exited cleanly.
+perception.launch.py, which starts the nodes with the installed config; WaitForTopics then waits for
+/perception/fused_depth_points, and one cloud's fields, frame and size are checked. Three runs: one
+process per node, all in one process (composed:=true), and without a model (the student off: the ToF
+alone reaches the cloud, on the ToF's 640x480 grid). After shutdown every process must have exited
+cleanly.
 
 Runs under `colcon test` where launch_testing is installed (a ROS 2 machine); skipped elsewhere.
 WaitForTopics subscribes reliable, so the cloud publisher is switched to reliable here through the params
@@ -38,9 +40,8 @@ from rc_perception.resources import share_file
 CLOUD = '/perception/fused_depth_points'
 
 
-def _prepare(workdir: Path) -> tuple[Path, Path, Path]:
-    """A small synthetic camera recording, the demo model exported to ONNX, and a params file."""
-    data = ensure_split('heldout', 8, root=workdir)
+def _export(workdir: Path) -> Path:
+    """The demo model exported to ONNX, as a user does."""
     export = subprocess.run(
         [sys.executable, '-m', 'rc_offline.export',
          '--checkpoint', str(share_file('models', 'student_demo.pt')),
@@ -48,22 +49,30 @@ def _prepare(workdir: Path) -> tuple[Path, Path, Path]:
         capture_output=True, text=True, timeout=300)
     if export.returncode != 0:
         raise RuntimeError(f'export_trt failed:\n{export.stdout}\n{export.stderr}')
+    return workdir / 'exported' / 'student_demo_fp32.onnx'
+
+
+def _params_file(workdir: Path) -> Path:
+    """The installed params file, with the cloud published reliable (WaitForTopics subscribes reliable)."""
     params = yaml.safe_load(share_file('config', 'perception.yaml').read_text())
-    params['pointcloud_xyz_node']['ros__parameters']['qos_overrides'] = {
+    params['/**/pointcloud_xyz_node']['ros__parameters']['qos_overrides'] = {
         CLOUD: {'publisher': {'reliability': 'reliable'}}}
     params_file = workdir / 'perception_test.yaml'
     params_file.write_text(yaml.safe_dump(params))
-    return data, workdir / 'exported' / 'student_demo_fp32.onnx', params_file
+    return params_file
 
 
 @pytest.mark.launch_test
-def generate_test_description():
+@launch_testing.parametrize('composed, student', [('false', True), ('true', True), ('false', False)])
+def generate_test_description(composed, student):
     workdir = Path(tempfile.mkdtemp(prefix='rc_perception_launch_test_'))
-    data, model, params_file = _prepare(workdir)
+    data = ensure_split('heldout', 8, root=workdir)
+    arguments = {'params_file': str(_params_file(workdir)), 'composed': composed}
+    if student:
+        arguments.update(model_path=str(_export(workdir)), backend='onnxruntime')
     perception = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(share_file('launch', 'perception.launch.py'))),
-        launch_arguments={'model_path': str(model), 'backend': 'onnxruntime',
-                          'params_file': str(params_file)}.items())
+        launch_arguments=arguments.items())
     camera = Node(package='rc_perception', executable='replay_node', name='stub_camera',
                   parameters=[{'source': str(data), 'rate': 10.0, 'loop': True}],
                   additional_env={'PYTHONUNBUFFERED': '1'}, output='screen')
@@ -73,18 +82,22 @@ def generate_test_description():
 
 class TestPipelineUp(unittest.TestCase):
 
-    def test_cloud_arrives_with_xyz_fields_in_the_camera_frame(self):
+    def test_cloud_arrives_with_xyz_fields_in_the_camera_frame(self, student):
         with WaitForTopics([(CLOUD, PointCloud2)], timeout=90.0) as wait:
             cloud = wait.received_messages(CLOUD)[0]
         fields = [(f.name, f.offset, f.datatype) for f in cloud.fields]
         self.assertEqual(fields, [('x', 0, PointField.FLOAT32), ('y', 4, PointField.FLOAT32),
                                   ('z', 8, PointField.FLOAT32)])
         self.assertEqual(cloud.header.frame_id, 'camera_color_optical_frame')
-        self.assertEqual((cloud.height, cloud.width), (240, 320))  # organized, on the student's grid
+        # Organized, on the student's grid; without the student on the ToF's.
+        self.assertEqual((cloud.height, cloud.width), (240, 320) if student else (480, 640))
         self.assertFalse(cloud.is_dense)
 
-    def test_nodes_start_without_errors(self, proc_output):
+    def test_nodes_start_and_the_student_only_with_a_model(self, proc_output, proc_info, student):
         proc_output.assertWaitFor('back-projecting', timeout=60.0)
+        if not student:  # the launch leaves it out (and says so: test_launch_policy)
+            names = proc_info.process_names()
+            self.assertFalse([name for name in names if 'student_trt_node' in name], names)
 
 
 @launch_testing.post_shutdown_test()

@@ -33,7 +33,7 @@ CLOUD = '/perception/fused_depth_points'
 
 @pytest.mark.launch_test
 def generate_test_description():
-    params = {'pointcloud_xyz_node': {'ros__parameters': {
+    params = {'/**/pointcloud_xyz_node': {'ros__parameters': {
         'skip': 2, 'qos_overrides': {CLOUD: {'publisher': {'reliability': 'reliable'}}}}}}
     params_file = Path(tempfile.mkdtemp(prefix='rc_perception_launch_test_')) / 'pointcloud.yaml'
     params_file.write_text(yaml.safe_dump(params))

@@ -285,3 +285,89 @@ def test_cli_writes_a_split_and_rejects_bad_arguments(tmp_path, capsys):
     assert dataset.load_camera(tmp_path / 'seq')['mode'] == 'sequence'
     assert scenes.main(['--out', str(tmp_path / 'x'), '--frames', '0']) == 2
     assert '--frames must be >= 1' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------- the held-out drive
+
+@pytest.fixture(scope='module')
+def plan():
+    from rc_offline import drive
+    return drive.drive(35)
+
+
+def _pixel(frame: scenes.SceneFrame, world) -> tuple[int, int, float]:
+    """Pixel (u, v) and optical depth of a world point in ``frame`` (pinhole, by hand)."""
+    cam = (np.asarray(world, float) - frame.pose.position) @ frame.pose.rotation()
+    intr = frame.intrinsics
+    return (int(round(intr.fx * cam[0] / cam[2] + intr.cx)), int(round(intr.fy * cam[1] / cam[2] + intr.cy)),
+            float(cam[2]))
+
+
+def drive_frame_at(plan, t: float) -> scenes.SceneFrame:
+    from rc_offline import drive
+    return drive.drive_frame(plan, round(t * 15))
+
+
+def replace_intrinsics(frame: scenes.SceneFrame, like: scenes.SceneFrame) -> scenes.SceneFrame:
+    from dataclasses import replace
+    return replace(frame, intrinsics=like.intrinsics)
+
+
+def test_drive_frames_record_the_base_and_the_camera_on_its_real_mount(plan):
+    from rc_offline import drive
+    frames = list(drive.drive_frames(35, 3))
+    _assert_same(frames[2], drive.drive_frame(plan, 2))   # frame i depends on i alone
+    for f in frames:
+        x, y, yaw = f.base
+        ahead = (f.pose.x - x) * math.cos(yaw) + (f.pose.y - y) * math.sin(yaw)
+        beside = -(f.pose.x - x) * math.sin(yaw) + (f.pose.y - y) * math.cos(yaw)
+        assert (ahead, beside) == pytest.approx((drive.NOMINAL_MOUNT.x, 0.0), abs=1e-9)
+        assert f.pose.z == pytest.approx(drive.NOMINAL_MOUNT.z, abs=0.0031)
+        assert f.pose.yaw == pytest.approx(yaw)
+        pitch_error = math.degrees(f.pose.pitch - drive.NOMINAL_MOUNT.pitch)
+        assert abs(pitch_error - drive.TILT_ERROR_DEG) <= 0.35 + 1e-9, f'pitch error {pitch_error:.2f} deg'
+        assert drive.TILT_ERROR_DEG <= drive.MOUNT_TOLERANCE_DEG
+    step = math.hypot(frames[1].base[0] - frames[0].base[0], frames[1].base[1] - frames[0].base[1])
+    assert step == pytest.approx(drive.SPEED / 15.0, rel=0.02)
+
+
+def test_the_box_is_removed_while_in_view(plan):
+    from rc_offline import drive
+    box = plan.removed
+    assert box in plan.scene.boxes and box not in plan.scene_after.boxes
+    last = round(drive.REMOVED_AT * 15) - 1
+    before, after = drive.drive_frame(plan, last), drive.drive_frame(plan, last + 1)
+    assert before.stamp < drive.REMOVED_AT <= after.stamp
+    u, v, z = _pixel(before, (box.x, box.y, box.size_z / 2))
+    assert 0 <= u < 640 and 0 <= v < 480 and 1.0 < z < 2.0, f'box centre at pixel ({u}, {v}), {z:.2f} m'
+    near = before.depth[v, u]
+    assert near == pytest.approx(z - box.size_x / 2, abs=0.1), 'the pixel sees the box'
+    assert before.labels[v, u] == BOX
+    assert after.depth[v, u] > near + 0.5, 'a frame later the same pixel sees past where the box stood'
+
+
+def test_the_dark_block_gives_the_tof_nothing(plan):
+    block = plan.dark
+    frame = drive_frame_at(plan, 3.0)
+    u, v, z = _pixel(frame, (block.x, block.y, block.size_z / 2))
+    assert 0 <= u < 640 and 0 <= v < 480 and z < 2.0, f'dark block at pixel ({u}, {v}), {z:.2f} m'
+    patch = (slice(v - 5, v + 6), slice(u - 5, u + 6))
+    assert np.all(frame.labels[patch] == BOX) and np.all(np.abs(frame.depth[patch] - z) < 0.3)
+    assert np.all(frame.tof_mm[patch] == 0), 'the ToF must return nothing from the dark block'
+
+
+def test_write_split_records_base_poses_of_a_drive(tmp_path, plan):
+    from rc_offline import drive
+    frames = [drive.drive_frame(plan, i) for i in range(2)]
+    scenes.write_split(tmp_path / 'drive', frames, meta=plan.meta())
+    with open(tmp_path / 'drive' / 'poses.csv') as fh:
+        rows = list(csv.DictReader(fh))
+    for row, frame in zip(rows, frames, strict=True):
+        assert [float(row[k]) for k in ('base_x', 'base_y', 'base_yaw')] == pytest.approx(frame.base)
+    cam = dataset.load_camera(tmp_path / 'drive')
+    assert cam['nominal_mount'] == {'x': 0.1, 'y': 0.0, 'z': 0.2, 'roll': 0.0, 'pitch': 0.0, 'yaw': 0.0}
+    assert cam['removed']['time'] == drive.REMOVED_AT
+    assert cam['removed']['box']['x'] == pytest.approx(plan.removed.x)
+    loose = next(scenes.sequence_frames(seed=4, count=1))
+    with pytest.raises(ValueError, match='every frame of a split has a base pose or none'):
+        scenes.write_split(tmp_path / 'mixed', [frames[0], replace_intrinsics(loose, frames[0])])

@@ -7,7 +7,10 @@ size, normalization, classes), ``infer(x) -> ModelOutputs``, ``warmup(n)``, ``cl
 - ``tensorrt`` (``tensorrt_backend``): a ``.engine``/``.plan`` built on this device, with cuda-python
   buffers on one stream; the only runtime module that imports tensorrt (lazily).
 
-``open_backend(model_path, backend)`` picks one by these rules and says why in one log line:
+``open_backend(model_path, backend)`` opens a model in one pass: the path is classified once
+(``ModelFile``: kind, existence, and an engine's sidecar read once), TensorRT and the GPU are probed at
+most once (``probe_tensorrt_gpu``, not at all for ``backend: onnxruntime``), and the first matching row of
+``RULES`` picks the backend or names the error; the choice and why go to one log line. The table:
 
 =============  ================  ===========================================================================
 requested      model             result
@@ -35,27 +38,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from student_trt.metadata import ModelSpec
 
 __all__ = [
-    'BACKENDS',
-    'Backend',
-    'BackendError',
-    'ENGINE_SUFFIXES',
-    'EXPORT_HINT',
-    'ModelOutputs',
-    'ONNX_SUFFIXES',
-    'Selection',
-    'model_kind',
-    'open_backend',
-    'probe_gpu',
-    'probe_tensorrt',
-    'probe_tensorrt_gpu',
-    'select_backend',
+    'BACKENDS', 'ENGINE_SUFFIXES', 'EXPORT_HINT', 'ONNX_SUFFIXES', 'RULES', 'Backend', 'BackendError',
+    'ModelFile', 'ModelOutputs', 'Rule', 'Selection', 'TensorRTProbe', 'open_backend', 'probe_tensorrt',
+    'probe_tensorrt_gpu', 'select_backend',
 ]
 
 #: Values of the node's ``backend`` parameter.
@@ -145,21 +137,54 @@ class Backend(abc.ABC):
         self.close()
 
 
-# ------------------------------------------------------------------------------------------- selection
+# ------------------------------------------------------------------------------------------- the model
 
-def model_kind(model_path: str | Path) -> str:
-    """'onnx' or 'engine' from the file name.
+@dataclass(frozen=True)
+class ModelFile:
+    """A ``model_path`` classified once: its kind and, for an engine, its sidecar as read (or why not)."""
 
-    Raises:
-        BackendError: another suffix.
-    """
-    suffix = Path(model_path).suffix.lower()
-    if suffix in ONNX_SUFFIXES:
-        return 'onnx'
-    if suffix in ENGINE_SUFFIXES:
-        return 'engine'
-    raise BackendError(f'{model_path}: unknown model type {suffix or "(no suffix)"!r}; model_path must be an '
-                       f'ONNX model (.onnx) or a TensorRT engine (.engine, .plan) made by {EXPORT_HINT}')
+    path: Path
+    kind: str                   #: 'onnx' or 'engine'
+    sidecar: Any = None         #: ``engine_sidecar.EngineSidecar`` of an engine, None if unreadable
+    sidecar_error: str = ''     #: why an engine's sidecar could not be read
+
+    @classmethod
+    def classify(cls, model_path: str | Path) -> ModelFile:
+        """Raises BackendError: a suffix that is neither ONNX nor engine, or a missing file."""
+        path = Path(model_path).expanduser()
+        suffix = path.suffix.lower()
+        if suffix not in ONNX_SUFFIXES + ENGINE_SUFFIXES:
+            raise BackendError(f'{path}: unknown model type {suffix or "(no suffix)"!r}; model_path must be '
+                               'an ONNX model (.onnx) or a TensorRT engine (.engine, .plan) made by '
+                               f'{EXPORT_HINT}')
+        if not path.is_file():
+            raise BackendError(f'model file not found: {path}; set model_path to an exported model (.onnx, '
+                               f'or an engine built on this device), made with {EXPORT_HINT}')
+        if suffix in ONNX_SUFFIXES:
+            return cls(path, 'onnx')
+        from student_trt.engine_sidecar import read_sidecar
+        try:
+            return cls(path, 'engine', read_sidecar(path))
+        except (OSError, ValueError) as exc:
+            return cls(path, 'engine', None, str(exc))
+
+    def onnx_hint(self) -> str:
+        """Where the ONNX of this engine probably is: the one its sidecar names, else any beside it."""
+        recorded = self.path.parent / self.sidecar.onnx_file if self.sidecar is not None else None
+        candidates = [recorded] if recorded is not None and recorded.is_file() else \
+            sorted(self.path.parent.glob('*.onnx'))
+        return f'e.g. model_path:={candidates[0]}' if candidates else f'the .onnx that {EXPORT_HINT} writes'
+
+
+# ---------------------------------------------------------------------------------------------- probes
+
+class TensorRTProbe(NamedTuple):
+    """Whether TensorRT can run here: ``ok``, ``why`` ('TensorRT 10.3.0 on Orin (sm 8.7)' or what is
+    missing) and the GPU (``cuda_buffers.DeviceInfo``) it found."""
+
+    ok: bool
+    why: str
+    device: Any = None
 
 
 def probe_tensorrt() -> tuple[bool, str]:
@@ -168,123 +193,97 @@ def probe_tensorrt() -> tuple[bool, str]:
     return tensorrt_backend.tensorrt_status()
 
 
-def probe_gpu() -> tuple[bool, str]:
-    """(True, '<GPU name> (sm X.Y)') when cuda-python sees a CUDA device, else (False, why)."""
+def probe_tensorrt_gpu() -> TensorRTProbe:
+    """TensorRT and CUDA device 0, probed once (the GPU only when tensorrt imports)."""
+    ok, why = probe_tensorrt()
+    if not ok:
+        return TensorRTProbe(False, why)
     from student_trt import cuda_buffers
     try:
-        info = cuda_buffers.device_info(0)
+        device = cuda_buffers.device_info(0)
     except (cuda_buffers.CudaUnavailable, cuda_buffers.CudaError) as exc:
-        return False, str(exc)
-    return True, f'{info.name} (sm {info.sm})'
+        return TensorRTProbe(False, str(exc))
+    return TensorRTProbe(True, f'{why} on {device.name} (sm {device.sm})', device)
 
 
-def probe_tensorrt_gpu(tensorrt: tuple[bool, str] | None = None,
-                       gpu: tuple[bool, str] | None = None) -> tuple[bool, str]:
-    """(True, 'TensorRT <version> on <GPU> (sm X.Y)') when TensorRT imports and a CUDA GPU is present, else
-    (False, why). ``tensorrt`` and ``gpu`` stand for ``probe_tensorrt()`` and ``probe_gpu()`` when given;
-    the GPU is probed only when TensorRT imports."""
-    trt_ok, trt_why = tensorrt if tensorrt is not None else probe_tensorrt()
-    if not trt_ok:
-        return False, trt_why
-    gpu_ok, gpu_why = gpu if gpu is not None else probe_gpu()
-    if not gpu_ok:
-        return False, gpu_why
-    return True, f'{trt_why} on {gpu_why}'
+# ------------------------------------------------------------------------------------------- selection
+
+ANY = None
+ERROR = ''
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Which backend runs the model, and why (one line for the log).
+class Rule(NamedTuple):
+    """One row of the selection table: a condition, then a backend (or ``ERROR``) and its text, with
+    ``{path}``, ``{name}``, ``{why}`` (the TensorRT probe), ``{onnx}`` and ``{export}`` filled in."""
 
-    ``build_engine``: the model is an ONNX that the TensorRT backend turns into an engine first.
-    """
+    requested: str
+    kind: str | None        #: 'onnx', 'engine' or ANY
+    tensorrt: bool | None   #: TensorRT and a GPU usable here, or ANY (not probed for onnxruntime)
+    rebuild: bool | None    #: allow_engine_rebuild, or ANY
+    backend: str            #: 'onnxruntime', 'tensorrt' or ERROR
+    text: str               #: the reason logged, or the BackendError's message
+    build_engine: bool = False
+
+
+#: The first row matching (requested, model kind, TensorRT usable, allow_engine_rebuild) decides.
+RULES = (
+    Rule('onnxruntime', 'onnx', ANY, ANY, 'onnxruntime', 'backend onnxruntime requested'),
+    Rule('onnxruntime', 'engine', ANY, ANY, ERROR,
+         '{path} is a TensorRT engine, which ONNX Runtime cannot run: set model_path to the ONNX model '
+         '({onnx}), or backend:=tensorrt on the device the engine was built for'),
+    Rule('tensorrt', ANY, False, ANY, ERROR,
+         'backend tensorrt requested for {path}, but TensorRT cannot run here: {why}. Install TensorRT and '
+         'cuda-python (JetPack ships TensorRT), or set backend:=onnxruntime (or auto) with the .onnx model'),
+    Rule('tensorrt', 'engine', True, ANY, 'tensorrt', 'backend tensorrt requested ({why})'),
+    Rule('tensorrt', 'onnx', True, True, 'tensorrt',
+         'backend tensorrt requested with an ONNX model: building an engine from it ({why})', True),
+    Rule('tensorrt', 'onnx', True, False, ERROR,
+         'backend tensorrt needs a TensorRT engine, got the ONNX model {path}: build one on this device with '
+         '{export} and set model_path to it, or set allow_engine_rebuild:=true to build it at start-up'),
+    Rule('auto', 'engine', False, ANY, ERROR,
+         '{path} is a TensorRT engine but TensorRT cannot run here ({why}); ONNX Runtime cannot run engines: '
+         'set model_path to the ONNX model ({onnx}) to use ONNX Runtime on the CPU'),
+    Rule('auto', 'engine', True, ANY, 'tensorrt', 'auto: {name} is a TensorRT engine and {why} is available'),
+    Rule('auto', 'onnx', False, ANY, 'onnxruntime',
+         'auto: {name} is an ONNX model and TensorRT is not usable here ({why})'),
+    Rule('auto', 'onnx', True, True, 'tensorrt',
+         'auto: {why} is available and allow_engine_rebuild is set: building a TensorRT engine from {name}',
+         True),
+    Rule('auto', 'onnx', True, False, 'onnxruntime',
+         'auto: {name} is an ONNX model: running it with ONNX Runtime on the CPU although {why} is '
+         'available; a TensorRT engine would be much faster: build one with {export} on this device and set '
+         'model_path to it (or set allow_engine_rebuild:=true)'),
+)
+
+
+class Selection(NamedTuple):
+    """The backend that runs the model and why (one line for the log); ``build_engine``: the model is an
+    ONNX that the TensorRT backend turns into an engine first; ``tensorrt``: the probe, when made."""
 
     backend: str
     reason: str
     build_engine: bool = False
+    tensorrt: TensorRTProbe | None = None
 
 
-def _onnx_beside(engine: Path) -> str:
-    """Where the ONNX for ``engine`` probably is: the one its sidecar names, else any beside it."""
-    from student_trt.engine_sidecar import read_sidecar
-    try:
-        recorded = engine.parent / read_sidecar(engine).onnx_file
-    except (OSError, ValueError):
-        recorded = None
-    candidates = [recorded] if recorded is not None and recorded.is_file() else \
-        sorted(engine.parent.glob('*.onnx'))
-    if candidates:
-        return f'e.g. model_path:={candidates[0]}'
-    return f'the .onnx that {EXPORT_HINT} writes'
-
-
-def select_backend(model_path: str | Path, requested: str = 'auto', *, allow_engine_rebuild: bool = False,
-                   tensorrt: tuple[bool, str] | None = None,
-                   gpu: tuple[bool, str] | None = None) -> Selection:
-    """Apply the selection rules of the module doc.
-
-    Args:
-        model_path: the model file (only its name matters here).
-        requested: 'auto', 'onnxruntime' or 'tensorrt'.
-        allow_engine_rebuild: an ONNX may be turned into an engine when TensorRT is used.
-        tensorrt, gpu: results of ``probe_tensorrt()`` / ``probe_gpu()``; probed when None (and only
-            when the rules need them).
+def select_backend(model: ModelFile, requested: str = 'auto', *, allow_engine_rebuild: bool = False,
+                   probe: Callable[[], TensorRTProbe] = probe_tensorrt_gpu) -> Selection:
+    """Apply ``RULES``: ``probe`` is called once, and only when ``requested`` is not 'onnxruntime'.
 
     Raises:
         BackendError: the request cannot be met; the message names the file and the fix.
     """
-    path = Path(model_path)
     if requested not in BACKENDS:
         raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
-    kind = model_kind(path)
-
-    def trt_ready() -> tuple[bool, str]:
-        return probe_tensorrt_gpu(tensorrt, gpu)
-
-    if requested == 'onnxruntime':
-        if kind == 'engine':
-            raise BackendError(
-                f'{path} is a TensorRT engine, which ONNX Runtime cannot run: set model_path to the ONNX '
-                f'model ({_onnx_beside(path)}), or backend:=tensorrt on the device the engine was built for')
-        return Selection('onnxruntime', 'backend onnxruntime requested')
-
-    if requested == 'tensorrt':
-        ok, why = trt_ready()
-        if not ok:
-            raise BackendError(
-                f'backend tensorrt requested for {path}, but TensorRT cannot run here: {why}. Install '
-                'TensorRT and cuda-python (JetPack ships TensorRT), or set backend:=onnxruntime (or auto) '
-                'with the .onnx model')
-        if kind == 'engine':
-            return Selection('tensorrt', f'backend tensorrt requested ({why})')
-        if allow_engine_rebuild:
-            return Selection('tensorrt', f'backend tensorrt requested with an ONNX model: building an '
-                                         f'engine from it ({why})', build_engine=True)
-        raise BackendError(
-            f'backend tensorrt needs a TensorRT engine, got the ONNX model {path}: build one on this device '
-            f'with {EXPORT_HINT} and set model_path to it, or set allow_engine_rebuild:=true to build it '
-            'at start-up')
-
-    # auto
-    if kind == 'engine':
-        ok, why = trt_ready()
-        if not ok:
-            raise BackendError(
-                f'{path} is a TensorRT engine but TensorRT cannot run here ({why}); ONNX Runtime cannot run '
-                f'engines: set model_path to the ONNX model ({_onnx_beside(path)}) to use ONNX Runtime on '
-                'the CPU')
-        return Selection('tensorrt', f'auto: {path.name} is a TensorRT engine and {why} is available')
-    ok, why = trt_ready()
-    if not ok:
-        return Selection('onnxruntime', f'auto: {path.name} is an ONNX model and TensorRT is not usable '
-                                        f'here ({why})')
-    if allow_engine_rebuild:
-        return Selection('tensorrt', f'auto: {why} is available and allow_engine_rebuild is set: building '
-                                     f'a TensorRT engine from {path.name}', build_engine=True)
-    return Selection('onnxruntime', f'auto: {path.name} is an ONNX model: running it with ONNX Runtime on '
-                                    f'the CPU although {why} is available; a TensorRT engine would be much '
-                                    f'faster: build one with {EXPORT_HINT} on this device and set model_path '
-                                    'to it (or set allow_engine_rebuild:=true)')
+    trt = None if requested == 'onnxruntime' else probe()
+    facts = (requested, model.kind, trt.ok if trt else None, allow_engine_rebuild)
+    rule = next(r for r in RULES
+                if all(want is ANY or want == fact for want, fact in zip(r[:4], facts, strict=True)))
+    text = rule.text.format(path=model.path, name=model.path.name, why=trt.why if trt else '',
+                            export=EXPORT_HINT, onnx=model.onnx_hint() if '{onnx}' in rule.text else '')
+    if rule.backend == ERROR:
+        raise BackendError(text)
+    return Selection(rule.backend, text, rule.build_engine, trt)
 
 
 def open_backend(model_path: str | Path, backend: str = 'auto', *, allow_engine_rebuild: bool = False,
@@ -305,22 +304,15 @@ def open_backend(model_path: str | Path, backend: str = 'auto', *, allow_engine_
         BackendError: missing, corrupt or incompatible model, or the backend cannot run here.
     """
     log = log or _log.info
-    path = Path(model_path).expanduser()
-    model_kind(path)
-    if not path.is_file():
-        raise BackendError(f'model file not found: {path}; set model_path to an exported model (.onnx, or an '
-                           f'engine built on this device), made with {EXPORT_HINT}')
-    selection = select_backend(path, backend, allow_engine_rebuild=allow_engine_rebuild)
+    model = ModelFile.classify(model_path)
+    selection = select_backend(model, backend, allow_engine_rebuild=allow_engine_rebuild)
     log(f'backend {selection.backend}: {selection.reason}')
     if selection.backend == 'onnxruntime':
         from student_trt.backends.onnxruntime_backend import OnnxRuntimeBackend
-        result: Backend = OnnxRuntimeBackend(path, num_threads=num_threads)
+        result: Backend = OnnxRuntimeBackend(model.path, num_threads=num_threads)
     else:
-        from student_trt.backends.tensorrt_backend import TensorRTBackend
-        if selection.build_engine:
-            result = TensorRTBackend.from_onnx(path, use_cuda_graph=use_cuda_graph, log=log)
-        else:
-            result = TensorRTBackend(path, allow_engine_rebuild=allow_engine_rebuild,
-                                     use_cuda_graph=use_cuda_graph, log=log)
+        from student_trt.backends.tensorrt_backend import open_tensorrt
+        result = open_tensorrt(model, selection.tensorrt.device, build=selection.build_engine,
+                               allow_rebuild=allow_engine_rebuild, use_cuda_graph=use_cuda_graph, log=log)
     result.selection_reason = selection.reason
     return result
