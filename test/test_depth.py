@@ -77,8 +77,8 @@ def test_bounds_compare_in_float32_not_float64():
 @pytest.mark.xfail(strict=True, reason=(
     'float32(mm) * float32(0.001) lands one float32 step above float32(mm / 1000) for 59 % of millimetre '
     'values (700 mm -> 0.70000005), so a whole-millimetre range_max drops a reading of exactly that many '
-    'millimetres; the fix (float32(mm) / 1000, correctly rounded) must change depth_fusion._mm_bounds too, '
-    'which the fusion helper owns: reported, not fixed here'))
+    'millimetres; the fix (float32(mm) / 1000, correctly rounded) must change depth_fusion.fusion._mm_bounds '
+    'and pointcloud_xyz.projection\'s conversion with it (other owners): reported, not fixed here'))
 def test_a_reading_of_exactly_range_max_millimetres_is_kept():
     mm = np.array([300, 700, 1100], np.uint16)
     for value in mm:

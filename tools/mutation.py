@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: The pure core and the codecs (issue 17), and the two support pieces whose bugs the suite once missed.
 DEFAULT_MODULES = (
     'depth_fusion/fusion.py',
+    'depth_fusion/kernel.py',
     'depth_fusion/pairing.py',
     'depth_fusion/calibration.py',
     'pointcloud_xyz/projection.py',
