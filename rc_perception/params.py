@@ -63,7 +63,8 @@ class ParamSpec:
             value = float(value)
         expected = list if isinstance(self.default, (list, tuple)) else type(self.default)
         if type(value) is not expected:
-            return f'{self.name} must be {expected.__name__}, got {type(value).__name__} {value!r}'
+            among = f" (one of {', '.join(map(str, self.choices))})" if self.choices else ''
+            return f'{self.name} must be {expected.__name__}{among}, got {type(value).__name__} {value!r}'
         if isinstance(value, float) and math.isnan(value):
             return f'{self.name} must be a number, got NaN'
         if self.min is not None and value < self.min:
@@ -81,6 +82,21 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
     if isinstance(spec.default, (list, tuple)) and not isinstance(value, str):
         return list(value)
     return value
+
+
+def _declare(node, spec: ParamSpec) -> tuple[Any, str | None]:
+    """Declare one parameter: (its start-up value, None), or (None, why that value cannot be used)."""
+    default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+    try:
+        return _coerce(spec, node.declare_parameter(spec.name, default, spec.descriptor()).value), None
+    except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+        # rclpy refused the start-up value (wrong type, outside the range): say why in the spec's words,
+        # as a change at run time would be answered; rclpy keeps the value given only privately.
+        given = getattr(node, '_parameter_overrides', {}).get(spec.name)
+        if given is None:
+            return None, f'{spec.name}: ' + str(exc).removesuffix(f': {spec.name}')
+        value = given.value  # check() takes an integer for a float (a number); rclpy's declared type does not
+        return None, spec.check(value) or f'{spec.name} must be float (write {float(value)!r}), got {value!r}'
 
 
 class NodeParams:
@@ -106,14 +122,11 @@ class NodeParams:
         self._on_change = on_change
         values, problems = {}, []
         for spec in specs:
-            default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-            try:
-                param = node.declare_parameter(spec.name, default, spec.descriptor())
-            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
-                # rclpy refuses a start-up value of the wrong type or outside the descriptor's range
-                problems.append(f'{spec.name}: ' + str(exc).removesuffix(f': {spec.name}'))
-                continue
-            values[spec.name] = _coerce(spec, param.value)
+            value, problem = _declare(node, spec)
+            if problem:
+                problems.append(problem)
+            else:
+                values[spec.name] = value
         problems += [p for p in (self.specs[n].check(v) for n, v in values.items()) if p]
         candidate = SimpleNamespace(**values)
         if not problems and validate is not None:

@@ -216,9 +216,9 @@ def test_equal_range_bounds_stop_start_up(ros_graph, node):
 
 @pytest.mark.parametrize('args, message', [
     (['-p', 'range_min:=3.0', '-p', 'range_max:=3.0'], r'range_min \(3.0\) .*range_max \(3.0\)'),
-    (['-p', 'range_min:=-1.0'], 'range_min: .*out of range.*-1.0'),
-    (['-p', 'skip:=0'], 'skip: .*out of range.*0'),
-    (['-p', 'range_max:=5'], "range_max: .*'5'.*INTEGER.*DOUBLE"),
+    (['-p', 'range_min:=-1.0'], r'range_min must be >= 0\.0, got -1\.0'),
+    (['-p', 'skip:=0'], 'skip must be >= 1, got 0'),
+    (['-p', 'range_max:=5'], r'range_max must be float \(write 5\.0\), got 5'),
 ])
 def test_bad_start_up_values_end_the_process_with_one_line(args, message):
     proc = node_process('pointcloud_xyz.node', args)
