@@ -299,9 +299,9 @@ def _normalized(source: str) -> str | None:
         return None
 
 
-def mutants(path: str, scopes: tuple[str, ...] = ()) -> list[Mutant]:
-    """Every distinct, syntactically valid mutant of the module at ``path`` (relative to the repo)."""
-    source = (REPO / path).read_bytes()
+def mutants(path: str, scopes: tuple[str, ...] = (), root: Path = REPO) -> list[Mutant]:
+    """Every distinct, syntactically valid mutant of the module at ``path`` (relative to ``root``)."""
+    source = (root / path).read_bytes()
     mutator = Mutator(path, source, scopes)
     mutator.visit(ast.parse(source, path))
     seen = {_normalized(source.decode())}
@@ -395,7 +395,7 @@ class Runner:
         self.path = path
         self.tests = [f'test/{t}' for t in tests]
         self.timeout = timeout
-        self.original = (REPO / path).read_bytes()
+        self.original = (copy / path).read_bytes()  # the copy's: edits to the tree meanwhile do not count
         self._numba = b'numba' in self.original
         self._scratch = Path(tempfile.mkdtemp(prefix='numba_', dir=copy))
 
@@ -509,7 +509,7 @@ def run_module(spec: str, copies: list[Path], max_mutants: int | None, say,
                markers: str = MARKERS) -> ModuleReport:
     path, scopes = parse_module(spec)
     tests = tests_for(path, copies[0], markers)
-    todo = spread(mutants(path, scopes), max_mutants)
+    todo = spread(mutants(path, scopes, copies[0]), max_mutants)
     say(f'{spec}: {len(todo)} mutants, tests: {", ".join(tests) or "none"}')
     if not tests:
         return ModuleReport(path, tests, len(todo), 0, [], 0.0, 'no unit test imports this module')
