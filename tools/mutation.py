@@ -11,7 +11,8 @@ A mutant is the module's source with exactly one change (an AST mutator, see ``M
 * arithmetic: ``+`` <-> ``-``, ``*`` <-> ``/``, ``//`` -> ``/``, ``%`` -> ``//``, ``**`` -> ``*``, ``&`` <->
   ``|`` (also in ``+=`` and friends), a unary minus or ``not`` removed;
 * ``and`` <-> ``or``; ``min`` <-> ``max`` (also ``minimum`` / ``maximum``, ``floor`` / ``ceil``, ``any`` /
-  ``all``);
+  ``all``), and numpy's ``less`` <-> ``less_equal``, ``greater`` <-> ``greater_equal``, ``logical_and`` <->
+  ``logical_or`` (vectorized code compares through them);
 * a number off by one (``n`` -> ``n + 1``), ``True`` <-> ``False``;
 * an ``if`` / ``while`` / conditional-expression test negated;
 * a statement deleted (replaced by ``pass``): calls, ``raise``, augmented assignments and assignments to
@@ -91,7 +92,10 @@ _BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: a
                ast.FloorDiv: ast.Div, ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult, ast.BitAnd: ast.BitOr,
                ast.BitOr: ast.BitAnd}
 _NAME_SWAP = {'min': 'max', 'max': 'min', 'minimum': 'maximum', 'maximum': 'minimum', 'floor': 'ceil',
-              'ceil': 'floor', 'any': 'all', 'all': 'any'}
+              'ceil': 'floor', 'any': 'all', 'all': 'any',
+              # numpy's comparison and logic functions, which vectorized code calls instead of operators
+              'less': 'less_equal', 'less_equal': 'less', 'greater': 'greater_equal',
+              'greater_equal': 'greater', 'logical_and': 'logical_or', 'logical_or': 'logical_and'}
 _SYMBOL = {ast.Lt: '<', ast.LtE: '<=', ast.Gt: '>', ast.GtE: '>=', ast.Eq: '==', ast.NotEq: '!=',
            ast.Is: 'is', ast.IsNot: 'is not', ast.In: 'in', ast.NotIn: 'not in', ast.Add: '+', ast.Sub: '-',
            ast.Mult: '*', ast.Div: '/', ast.FloorDiv: '//', ast.Mod: '%', ast.Pow: '**', ast.BitAnd: '&',
