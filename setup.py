@@ -42,6 +42,7 @@ setup(
             'export_trt = rc_offline.export:main',
             'benchmark = rc_offline.benchmark:main',
             'train_student = rc_offline.train:main',
+            'finetune_student = rc_offline.finetune:main',
             'calibrate_fusion = rc_offline.calibrate:main',
             'demo = rc_offline.demo:main',
         ],

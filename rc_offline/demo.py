@@ -390,27 +390,15 @@ def _run_pipeline(args: argparse.Namespace, source, frames: int, model: Path, pa
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from rc_offline.demo_report import write_metrics, write_report
     from rc_offline.heldout import cache_root
-    from rc_offline.pipeline import default_params_file
-    from rc_offline.replay import DatasetSource
-    from rc_perception.launch_args import node_parameters
     from student_trt.metadata import ModelSpec
 
     started = time.monotonic()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache) if args.cache else cache_root()
-    params_file = Path(args.params_file) if args.params_file else default_params_file()
-    if not params_file.is_file():
-        raise RuntimeError(f'params file {params_file} does not exist')
-    fusion_params = node_parameters(yaml.safe_load(params_file.read_text()) or {}, '/depth_fusion_node')
-    costmap_yaml = Path(args.costmap_yaml) if args.costmap_yaml else share_file('config',
-                                                                                 'nav2_local_costmap.yaml')
-    CostmapConfig.from_yaml(costmap_yaml)   # a missing or unusable costmap params file fails now, not last
-
+    files = _config_files(args)
     source, truth, calib = _prepare_data(args, cache)
     model = _prepare_model(args, calib, cache)
     stems = _stems(source)
@@ -418,52 +406,82 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f'{args.replay}: no camera frames to replay')
     picks = np.linspace(len(stems) // 4, len(stems) - 1, PANEL_CANDIDATES).astype(int)
     candidates = {stems[i] for i in picks}
-    recorder, codes, replay_seconds = _run_pipeline(args, source, len(stems), model, params_file, out,
+    recorder, codes, replay_seconds = _run_pipeline(args, source, len(stems), model, files.params, out,
                                                     candidates)
 
     _step(4, f"{'Scoring against ground truth' if truth else 'Summing up'} and writing the report to {out}")
     spec = ModelSpec.from_metadata(_onnx_metadata(model.with_suffix('.onnx') if model.suffix != '.onnx'
                                                   else model))
-    m = _accuracy(source, truth, stems, recorder, fusion_params, spec.num_classes)
+    m = _accuracy(source, truth, stems, recorder, files.fusion, spec.num_classes)
     m.update(_pipeline_figures(recorder, replay_seconds, codes))
     m.update({'replay_rate_hz': args.rate, 'model': model.name, 'precision': spec.precision,
               'input_folder': str(truth if truth is not None else args.replay)})
-    latency = _latency(recorder, out)
-    m.update(latency.metrics())
-    checks = _checks(m, codes, args.student_fault)
-    trust = None
-    if m['ground_truth']:
-        trust = trust_section(m['agreement'], dict(recorder.diagnostics), args.student_fault, args.rate,
-                              float(fusion_params.get('min_student_delta1', 0.0)))
-        m.update(trust.metrics())
-        checks.append(trust.check())
-    costmap = _costmap(truth, recorder, costmap_yaml, args.distro, out)
-    if costmap is not None:
-        m.update(costmap.metrics)
-        checks += [] if args.student_fault else costmap.checks  # a wrong student is judged by its gate
+    checks, sections = _judge(args, m, codes, recorder, truth, files, out)
     m['seconds_total'] = time.monotonic() - started
     m['checks'] = {name: ok for name, ok, _ in checks}
     write_metrics(out / 'metrics.json', m)
     if args.save_outputs:
         _save_outputs(recorder, out / 'outputs')
     panels = _write_panels(out, truth, stems, candidates, recorder, spec.num_classes)
-    setup = {
-        'input': (f'{truth} ({len(stems)} frames, with ground truth)' if truth is not None
-                  else f'{args.replay} ({len(stems)} camera frames, no ground truth)'),
-        'model': f'{model} ({spec.precision}; calibration: {spec.calibration or "n/a"})',
-        'student backend': args.backend,
-        'params file': str(params_file),
-        'fusion': f"mode {fusion_params['mode']}, confidence >= {fusion_params['confidence_threshold']}, "
-                  f"ToF range {fusion_params['range_min']}-{fusion_params['range_max']} m",
-        'costmap': f'{costmap_yaml} (Nav2 {args.distro} semantics)',
-        'replay rate': f'{args.rate:g} Hz' if isinstance(source, DatasetSource) else 'recorded timing',
-        'total time': f"{m['seconds_total']:.0f} s",
-    }
-    sections = ((trust.lines() if trust is not None else []) + (costmap.lines if costmap is not None else [])
-                + latency.lines(LATENCY_PLOT))
+    setup = _setup_table(args, source, truth, len(stems), model, spec, files, m['seconds_total'])
     write_report(out / 'report.md', m, checks, setup, spec.class_names, panels, sections)
     _print_summary(m, checks, truth is not None, out, len(panels))
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def _config_files(args: argparse.Namespace) -> SimpleNamespace:
+    """The params file (and its fusion section) and the costmap params file; both checked now, not last."""
+    import yaml
+
+    from rc_offline.pipeline import default_params_file
+    from rc_perception.launch_args import node_parameters
+    params = Path(args.params_file) if args.params_file else default_params_file()
+    if not params.is_file():
+        raise RuntimeError(f'params file {params} does not exist')
+    fusion = node_parameters(yaml.safe_load(params.read_text()) or {}, '/depth_fusion_node')
+    costmap = Path(args.costmap_yaml or share_file('config', 'nav2_local_costmap.yaml'))
+    CostmapConfig.from_yaml(costmap)   # a missing or unusable costmap params file fails now, not last
+    return SimpleNamespace(params=params, fusion=fusion, costmap=costmap)
+
+
+def _judge(args, m: dict, codes: dict, recorder: Recorder, truth: Path | None, files: SimpleNamespace,
+           out: Path) -> tuple[list, list[str]]:
+    """The checks and the report's sections (trust, costmap, latency); adds their figures to ``m``."""
+    latency = _latency(recorder, out)
+    m.update(latency.metrics())
+    checks = _checks(m, codes, args.student_fault)
+    sections: list[str] = []
+    if m['ground_truth']:
+        trust = trust_section(m['agreement'], dict(recorder.diagnostics), args.student_fault, args.rate,
+                              float(files.fusion.get('min_student_delta1', 0.0)))
+        m.update(trust.metrics())
+        checks.append(trust.check())
+        sections += trust.lines()
+    costmap = _costmap(truth, recorder, files.costmap, args.distro, out)
+    if costmap is not None:
+        m.update(costmap.metrics)
+        checks += [] if args.student_fault else costmap.checks  # a wrong student is judged by its gate
+        sections += costmap.lines
+    return checks, sections + latency.lines(LATENCY_PLOT)
+
+
+def _setup_table(args, source, truth: Path | None, frames: int, model: Path, spec, files: SimpleNamespace,
+                 seconds: float) -> dict[str, str]:
+    from rc_offline.replay import DatasetSource
+    fusion = files.fusion
+    return {
+        'input': (f'{truth} ({frames} frames, with ground truth)' if truth is not None
+                  else f'{args.replay} ({frames} camera frames, no ground truth)'),
+        'model': f'{model} ({spec.precision}; calibration: {spec.calibration or "n/a"})',
+        'student backend': args.backend,
+        'student fault': args.student_fault or 'none',
+        'params file': str(files.params),
+        'fusion': f"mode {fusion['mode']}, confidence >= {fusion['confidence_threshold']}, "
+                  f"ToF range {fusion['range_min']}-{fusion['range_max']} m",
+        'costmap': f'{files.costmap} (Nav2 {args.distro} semantics)',
+        'replay rate': f'{args.rate:g} Hz' if isinstance(source, DatasetSource) else 'recorded timing',
+        'total time': f'{seconds:.0f} s',
+    }
 
 
 def _save_outputs(recorder: Recorder, folder: Path) -> None:

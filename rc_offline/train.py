@@ -27,17 +27,20 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rc_offline.cli import ArgumentParser, ToolError, UsageError, require, run_tool
 from rc_offline.metrics import ConfusionMatrix, DepthErrors
 from rc_perception.labels import CLASS_NAMES
 from student_trt.metadata import ModelSpec
 from student_trt.preprocess import Preprocessor
 
-__all__ = ['DEMO_SPEC', 'TrainingSet', 'evaluate', 'main', 'render_set', 'score', 'train']
+__all__ = ['DEMO_SPEC', 'Progress', 'TrainingSet', 'augment', 'evaluate', 'main', 'optimize', 'predict',
+           'render_set', 'score', 'train']
 
 #: The demo student's contract: 240x320 input, ImageNet normalization, the five scene classes, 0.1-10 m.
 DEMO_SPEC = ModelSpec(height=240, width=320, class_names=CLASS_NAMES, depth_min=0.1, depth_max=10.0)
@@ -145,12 +148,125 @@ def _lr_factor(progress: float, warmup: float = 0.03) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
 
 
+class Progress:
+    """A progress bar for training: redrawn in place on a terminal, one line per 5 % otherwise.
+
+    Progress is ``max(step / steps, elapsed / time_limit)``: a time limit shortens the schedule.
+    ``update`` keeps a running mean of the named loss terms (sampled every 10 steps) to show beside it.
+    """
+
+    def __init__(self, steps: int, time_limit: float | None = None, log=print, stream=None) -> None:
+        self.steps = steps
+        self.time_limit = time_limit
+        self.log = log
+        self.tty = bool(stream is not None and stream.isatty())
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.running: dict[str, float] = {}
+        self._shown = -1
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def fraction(self, step: int) -> float:
+        return max(step / self.steps, self.elapsed() / self.time_limit if self.time_limit else 0.0)
+
+    def update(self, step: int, terms: dict, lr: float) -> None:
+        if step % 10 == 1 or step == 1:
+            for name, value in terms.items():
+                v = float(value.detach())
+                self.running[name] = v if name not in self.running else 0.8 * self.running[name] + 0.2 * v
+        done = min(1.0, self.fraction(step))
+        ticks = int(done * 20)
+        if ticks == self._shown and not self.tty:
+            return
+        self._shown = ticks
+        elapsed = self.elapsed()
+        eta = elapsed * (1 - done) / done if done > 0 else float('nan')
+        losses = '  '.join(f'{name} {v:.4f}' for name, v in self.running.items())
+        line = (f'[{"#" * ticks}{"." * (20 - ticks)}] {100 * done:3.0f} %  step {step}/{self.steps}  '
+                f'{losses}  lr {lr:.2e}  {elapsed:.0f} s, about {eta:.0f} s left')
+        if self.tty:
+            self.stream.write('\r' + line)
+            self.stream.flush()
+        else:
+            self.log(f'  {line}')
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write('\n')
+
+
+def augment(x, maps: list, gen):
+    """Random horizontal flips of a batch (``x`` (N, 3, H, W) and each of ``maps``, (N, H, W) tensors
+    flipped alike) and brightness / colour-balance jitter of ``x`` in normalized space."""
+    import torch
+    n = x.shape[0]
+    flip = torch.rand(n, device=x.device, generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    maps = [torch.where(flip[:, None, None], m.flip(-1), m) for m in maps]
+    x = x * (1 + 0.1 * torch.randn(n, 1, 1, 1, device=x.device, generator=gen)) \
+        + 0.1 * torch.randn(n, 3, 1, 1, device=x.device, generator=gen)
+    return x, maps
+
+
+def optimize(model, batch: Callable[[], tuple], loss: Callable[[tuple, list], dict], *, steps: int,
+             lr: float, device: str, time_limit: float | None = None, log=print, progress_stream=None,
+             freeze_batchnorm: bool = False) -> tuple[int, float]:
+    """The training loop train_student and finetune_student share: AdamW (weight decay 1e-4) over the
+    model's trainable parameters, 3 % warm-up then cosine decay over ``Progress.fraction`` (so a time limit
+    compresses the schedule instead of cutting it off), bfloat16 autocast on CUDA.
+
+    Args:
+        batch: returns ``(x, targets)``: the (N, 3, H, W) input on ``device`` and a list of target tensors.
+        loss: ``loss((depth, seg_logits), targets)`` -> named loss terms; their sum is minimized.
+        progress_stream: a terminal to draw the progress bar on (else ``log`` gets a line per 5 %).
+        freeze_batchnorm: keep BatchNorm layers in eval mode: normalization by the running statistics the
+            model came with (their scale and shift still learn).
+
+    Returns:
+        (steps done, seconds).
+    """
+    import torch
+
+    cuda = device.startswith('cuda')
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
+    progress = Progress(steps, time_limit, log, progress_stream)
+    step = 0
+    model.train()
+    if freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    while step < steps:
+        done = progress.fraction(step)
+        if done >= 1.0:
+            break
+        for group in opt.param_groups:
+            group['lr'] = lr * _lr_factor(done)
+        x, targets = batch()
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast('cuda', dtype=torch.bfloat16, enabled=cuda):
+            outputs = model(x)
+        terms = loss(tuple(o.float() for o in outputs), targets)
+        total = sum(terms.values())
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        step += 1
+        progress.update(step, terms, opt.param_groups[0]['lr'])
+    progress.close()
+    return step, progress.elapsed()
+
+
 def train(data: TrainingSet, spec: ModelSpec, *, steps: int, batch_size: int, lr: float, device: str,
-          base_channels: int = 16, seed: int = 0, time_limit: float | None = None, log=print):
+          base_channels: int = 16, seed: int = 0, time_limit: float | None = None, log=print,
+          progress_stream=None):
     """Train a ``StudentNet`` on ``data``; returns (model in eval mode on the CPU, steps done, seconds).
 
-    The learning-rate schedule follows progress = max(step / steps, elapsed / time_limit), so a time limit
-    shortens the schedule instead of cutting it off.
+    Loss: L1 of log depth over every pixel (the rendered ground truth is dense) + 0.5 x cross-entropy of
+    the labels. The schedule is ``optimize``'s.
     """
     import torch
     from torch.nn import functional as F
@@ -158,61 +274,29 @@ def train(data: TrainingSet, spec: ModelSpec, *, steps: int, batch_size: int, lr
     from rc_offline.model import StudentConfig, StudentNet
 
     torch.manual_seed(seed)
-    cuda = device.startswith('cuda')
     config = StudentConfig(base_channels=base_channels, num_classes=spec.num_classes)
     model = StudentNet(config, spec.depth_min, spec.depth_max).to(device)
-    if cuda:
+    if device.startswith('cuda'):
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     inputs = torch.from_numpy(data.inputs).to(device)
     depth = torch.from_numpy(data.depth).to(device)
     labels = torch.from_numpy(data.labels).to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    n = len(data)
-    started = time.perf_counter()
-    step = 0
-    running = None
-    model.train()
-    while step < steps:
-        elapsed = time.perf_counter() - started
-        progress = max(step / steps, elapsed / time_limit if time_limit else 0.0)
-        if progress >= 1.0:
-            break
-        for group in opt.param_groups:
-            group['lr'] = lr * _lr_factor(progress)
-        idx = torch.randint(0, n, (batch_size,), device=device, generator=gen)
-        x = inputs[idx].float()
-        d = depth[idx][:, None]
-        y = labels[idx].long()
-        flip = torch.rand(batch_size, device=device, generator=gen) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        d = torch.where(flip[:, None, None, None], d.flip(-1), d)
-        y = torch.where(flip[:, None, None], y.flip(-1), y)
-        # Brightness / contrast / colour-balance jitter in normalized space.
-        x = x * (1 + 0.1 * torch.randn(batch_size, 1, 1, 1, device=device, generator=gen)) \
-            + 0.1 * torch.randn(batch_size, 3, 1, 1, device=device, generator=gen)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast('cuda', dtype=torch.bfloat16, enabled=cuda):
-            pred, seg = model(x)
-        loss_depth = (torch.log(pred.float()) - torch.log(d)).abs().mean()
-        loss_seg = F.cross_entropy(seg.float(), y)
-        loss = loss_depth + 0.5 * loss_seg
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 50 == 0 or step == 1:
-            values = (float(loss_depth.detach()), float(loss_seg.detach()))
-            running = values if running is None else tuple(0.8 * r + 0.2 * v for r, v in zip(running, values,
-                                                                                            strict=True))
-        if step % max(1, steps // 20) == 0:
-            log(f'  step {step}/{steps}  log-depth L1 {running[0]:.4f}  seg CE {running[1]:.4f}  '
-                f'lr {opt.param_groups[0]["lr"]:.2e}  {time.perf_counter() - started:.0f} s')
-    seconds = time.perf_counter() - started
+
+    def batch():
+        idx = torch.randint(0, len(data), (batch_size,), device=device, generator=gen)
+        return augment(inputs[idx].float(), [depth[idx], labels[idx].long()], gen)
+
+    def loss(outputs, targets):
+        (pred, seg), (d, y) = outputs, targets
+        return {'log-depth L1': (torch.log(pred[:, 0]) - torch.log(d)).abs().mean(),
+                '0.5 seg CE': 0.5 * F.cross_entropy(seg, y)}
+
+    steps_done, seconds = optimize(model, batch, loss, steps=steps, lr=lr, device=device,
+                                   time_limit=time_limit, log=log, progress_stream=progress_stream)
     model = model.to('cpu', memory_format=torch.contiguous_format).eval()
-    return model, step, seconds
+    return model, steps_done, seconds
 
 
 def _table(results: dict, baseline_depth: float, frames: int, seed: int) -> str:
@@ -253,10 +337,9 @@ def _evaluate_checkpoint(path: str, seed: int, frames: int, workers: int) -> int
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train the demo student (depth + segmentation) on synthetic scenes and save a checkpoint."""
-    parser = argparse.ArgumentParser(prog='train_student', description=main.__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog='train_student', description=main.__doc__,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', default='models/student_demo.pt', help='checkpoint to write')
     parser.add_argument('--steps', type=int, default=3000, help='optimizer steps')
     parser.add_argument('--frames', type=int, default=2000, help='training frames to render')
@@ -277,22 +360,25 @@ def main(argv: list[str] | None = None) -> int:
                         help='train nothing: evaluate CHECKPOINT on --heldout-frames frames of '
                              '--heldout-seed against the constant baseline stored in it (its training '
                              "set's median depth)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the demo student (depth + segmentation) on synthetic scenes and save a checkpoint."""
+    args = build_parser().parse_args(argv)
+    return run_tool('train_student', lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     problems = [f'--{name.replace("_", "-")} must be >= 1' for name in
                 ('steps', 'frames', 'heldout_frames', 'batch_size', 'workers') if getattr(args, name) < 1]
     if args.seed == args.heldout_seed and not args.evaluate:
         problems.append('--seed and --heldout-seed must differ (held-out frames must be unseen)')
     if problems:
-        print(f'train_student: error: {"; ".join(problems)}', file=sys.stderr)
-        return 2
-    try:
-        import torch
-    except ImportError:
-        print('train_student: error: PyTorch is needed for training: pip install torch', file=sys.stderr)
-        return 1
+        raise UsageError('; '.join(problems))
+    torch = require('torch', 'training', 'pip install -r requirements/torch.txt')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
-        print(f'train_student: error: --device {args.device} but torch sees no CUDA device', file=sys.stderr)
-        return 1
+        raise ToolError(f'--device {args.device} but torch sees no CUDA device')
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.evaluate:
@@ -306,31 +392,36 @@ def main(argv: list[str] | None = None) -> int:
     render_seconds = time.perf_counter() - t0
     baseline_depth = float(np.median(data.depth[:, ::4, ::4]))
     print(f'rendered in {render_seconds:.0f} s; training median depth {baseline_depth:.3f} m', flush=True)
-
     model, steps, seconds = train(data, spec, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                   device=args.device, base_channels=args.base_channels, seed=args.seed,
-                                  time_limit=args.time_limit, log=lambda s: print(s, flush=True))
+                                  time_limit=args.time_limit, log=lambda s: print(s, flush=True),
+                                  progress_stream=sys.stdout)
     results = evaluate(model, heldout, baseline_depth)
     print(_table(results, baseline_depth, args.heldout_frames, args.heldout_seed))
+    _save(args, model, spec, results, baseline_depth, {'steps': steps, 'train_seconds': round(seconds, 1),
+                                                       'render_seconds': round(render_seconds, 1),
+                                                       'torch': str(torch.__version__)})
+    return 0
 
+
+def _save(args: argparse.Namespace, model, spec, results: dict, baseline_depth: float, run: dict) -> None:
+    """The checkpoint with its provenance, one line about it, and the JSON summary."""
     from rc_offline.checkpoint import save_checkpoint
     from rc_offline.model import count_parameters
     extra = {
-        'trained_by': 'rc_offline.train', 'steps': steps, 'batch_size': args.batch_size, 'lr': args.lr,
+        'trained_by': 'rc_offline.train', **run, 'batch_size': args.batch_size, 'lr': args.lr,
         'data_seed': args.seed, 'frames': args.frames, 'heldout_seed': args.heldout_seed,
-        'heldout_frames': args.heldout_frames, 'device': args.device, 'train_seconds': round(seconds, 1),
-        'render_seconds': round(render_seconds, 1), 'torch': str(torch.__version__),
-        'parameters': count_parameters(model),
+        'heldout_frames': args.heldout_frames, 'device': args.device, 'parameters': count_parameters(model),
         'targets': 'depth and labels rendered at 240x320 with scaled intrinsics (scenes.training_sample)',
         'baseline_depth_m': baseline_depth, 'metrics': results,
     }
     save_checkpoint(args.out, model, spec, extra=extra)
     size = Path(args.out).stat().st_size
-    print(f'wrote {args.out} ({size / 1e6:.2f} MB, {steps} steps, {seconds:.0f} s training)')
-    print(json.dumps({'checkpoint': str(args.out), 'bytes': size, 'steps': steps, 'train_seconds': seconds,
-                      'baseline_depth_m': baseline_depth, **{f'{k}_{m}': v for k, r in results.items()
-                                                             for m, v in r.items()}}))
-    return 0
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB, {run['steps']} steps, {run['train_seconds']:.0f} s "
+          'training)')
+    print(json.dumps({'checkpoint': str(args.out), 'bytes': size, 'steps': run['steps'],
+                      'train_seconds': run['train_seconds'], 'baseline_depth_m': baseline_depth,
+                      **{f'{k}_{m}': v for k, r in results.items() for m, v in r.items()}}))
 
 
 if __name__ == '__main__':

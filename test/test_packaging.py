@@ -15,7 +15,7 @@ pytestmark = pytest.mark.packaging
 
 EXECUTABLES = [
     'student_trt_node', 'depth_fusion_node', 'pointcloud_xyz_node', 'perception_composed', 'replay_node',
-    'export_trt', 'benchmark', 'train_student', 'calibrate_fusion', 'demo',
+    'export_trt', 'benchmark', 'train_student', 'finetune_student', 'calibrate_fusion', 'demo',
 ]
 
 
