@@ -22,6 +22,7 @@ QUIET_PIP := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2
 help:
 	@echo "make demo   run the pipeline on built-in data and write demo_output/ (runs make setup first)"
 	@echo "make test   lint + every test tier (runs make setup first); CI runs this"
+	@echo "make mutation  plant bugs one at a time in the pure core and codecs, report what the unit tests miss (slow; MUTATION_ARGS=...)"
 	@echo "make setup  create $(VENV) from requirements/*.txt and install this package into it"
 	@echo "make pytest quick: pytest only, in the venv (PYTEST_ARGS=... to select)"
 	@echo "make docs   regenerate doc/parameters.md from the nodes' parameter declarations"
@@ -52,6 +53,11 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Not part of `make test`: tens of minutes on a 2-core machine. doc/testing.md has the score and how to read it.
+.PHONY: mutation
+mutation: setup
+	$(TEST_ENV) $(BIN)/python tools/mutation.py $(MUTATION_ARGS)
 
 # Every tier, the way a ROS 2 workspace runs them: colcon build into a scratch workspace, then colcon test
 # (pytest over test/: unit, real-rclpy node tests, packaging, launch tests where launch_testing exists).

@@ -19,6 +19,7 @@ from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.parameter import Parameter
 
 __all__ = ['NodeParams', 'ParamSpec']
@@ -60,8 +61,10 @@ class ParamSpec:
         """A reason to reject ``value``, or None when it is acceptable."""
         if isinstance(self.default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if type(value) is not type(self.default):
-            return f'{self.name} must be {type(self.default).__name__}, got {type(value).__name__} {value!r}'
+        expected = list if isinstance(self.default, (list, tuple)) else type(self.default)
+        if type(value) is not expected:
+            among = f" (one of {', '.join(map(str, self.choices))})" if self.choices else ''
+            return f'{self.name} must be {expected.__name__}{among}, got {type(value).__name__} {value!r}'
         if isinstance(value, float) and math.isnan(value):
             return f'{self.name} must be a number, got NaN'
         if self.min is not None and value < self.min:
@@ -79,6 +82,21 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
     if isinstance(spec.default, (list, tuple)) and not isinstance(value, str):
         return list(value)
     return value
+
+
+def _declare(node, spec: ParamSpec) -> tuple[Any, str | None]:
+    """Declare one parameter: (its start-up value, None), or (None, why that value cannot be used)."""
+    default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+    try:
+        return _coerce(spec, node.declare_parameter(spec.name, default, spec.descriptor()).value), None
+    except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+        # rclpy refused the start-up value (wrong type, outside the range): say why in the spec's words,
+        # as a change at run time would be answered; rclpy keeps the value given only privately.
+        given = getattr(node, '_parameter_overrides', {}).get(spec.name)
+        if given is None:
+            return None, f'{spec.name}: ' + str(exc).removesuffix(f': {spec.name}')
+        value = given.value  # check() takes an integer for a float (a number); rclpy's declared type does not
+        return None, spec.check(value) or f'{spec.name} must be float (write {float(value)!r}), got {value!r}'
 
 
 class NodeParams:
@@ -102,12 +120,14 @@ class NodeParams:
         self.specs = MappingProxyType({s.name: s for s in specs})
         self._validate = validate
         self._on_change = on_change
-        values = {}
+        values, problems = {}, []
         for spec in specs:
-            default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-            param = node.declare_parameter(spec.name, default, spec.descriptor())
-            values[spec.name] = _coerce(spec, param.value)
-        problems = [p for p in (self.specs[n].check(v) for n, v in values.items()) if p]
+            value, problem = _declare(node, spec)
+            if problem:
+                problems.append(problem)
+            else:
+                values[spec.name] = value
+        problems += [p for p in (self.specs[n].check(v) for n, v in values.items()) if p]
         candidate = SimpleNamespace(**values)
         if not problems and validate is not None:
             reason = validate(candidate)

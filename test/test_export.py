@@ -190,13 +190,27 @@ def test_fp16_and_int8_within_tolerance_of_fp32(full_export, work):
     assert reference[1].argmax(axis=1).min() != reference[1].argmax(axis=1).max(), \
         'test model should predict more than one class'
     drange = work['spec'].depth_max - work['spec'].depth_min
-    fp16 = export.compare(reference, run_onnx(out / 'student_test_fp16.onnx', x))
-    assert fp16['depth_rmse'] <= export.FP16_DEPTH_RMSE_FRAC * drange, fp16
-    assert fp16['depth_max'] <= export.FP16_DEPTH_MAX_FRAC * drange, fp16
-    assert fp16['agreement'] >= export.FP16_MIN_AGREEMENT, fp16
-    int8 = export.compare(reference, run_onnx(out / 'student_test_int8_qdq.onnx', x))
-    assert int8['depth_rmse'] <= export.INT8_DEPTH_RMSE_FRAC * drange, int8
-    assert int8['agreement'] >= export.INT8_MIN_AGREEMENT, int8
+
+    def versus_fp32(path):  # computed here, not by export.compare, against tolerances argued here
+        depth, logits = run_onnx(path, x)
+        diff = depth.astype(np.float64) - reference[0]
+        return {'depth_rmse': float(np.sqrt(np.mean(diff ** 2))), 'depth_max': float(np.abs(diff).max()),
+                'agreement': float(np.mean(logits.argmax(axis=1) == reference[1].argmax(axis=1)))}
+
+    # FP16 keeps 11 significant bits: unit roundoff u = 2^-11 = 0.05 %. The output's own rounding is <= u of
+    # the range; the roundings of ~20 layers before it are of the same order and largely cancel: RMSE
+    # <= 2u = 0.1 % of the range, and even a worst pixel whose ~20 roundings all add up stays <= 1 %.
+    # A pixel's class flips only where its top two logits are that close: >= 99 % agree.
+    fp16 = versus_fp32(out / 'student_test_fp16.onnx')
+    assert fp16['depth_rmse'] <= 0.001 * drange, fp16
+    assert fp16['depth_max'] <= 0.01 * drange, fp16
+    assert fp16['agreement'] >= 0.99, fp16
+    # Symmetric INT8 has 255 levels: a step of ~0.8 % of each tensor's range, a rounding error of
+    # step / sqrt(12) = 0.23 % per quantized tensor, ~1 % after ~20 of them (random walk). Calibrated on 12
+    # synthetic images rather than the robot's camera: allow 3 % of the range, and >= 95 % same class.
+    int8 = versus_fp32(out / 'student_test_int8_qdq.onnx')
+    assert int8['depth_rmse'] <= 0.03 * drange, int8
+    assert int8['agreement'] >= 0.95, int8
     assert int8['depth_rmse'] > fp16['depth_rmse'] > 0, f'INT8 should differ more than FP16: {int8} {fp16}'
 
 

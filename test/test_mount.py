@@ -51,3 +51,10 @@ def test_rpy_matrix_is_a_rotation():
     r = rpy_matrix(0.3, -0.2, 1.1)
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
     assert np.linalg.det(r) == pytest.approx(1.0)
+
+
+def test_the_default_mount_sits_at_the_base_origin_looking_forward():
+    mount = CameraMount()
+    np.testing.assert_array_equal(mount.base_to_link(), np.eye(4))
+    assert (mount.x, mount.y, mount.z, mount.roll, mount.pitch, mount.yaw) == (0.0,) * 6
+    np.testing.assert_array_equal(mount.base_to_optical()[:3, 3], [0.0, 0.0, 0.0])

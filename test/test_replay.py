@@ -1,34 +1,79 @@
-"""Replay of dataset folders and rosbag2 recordings onto the camera topics, over real DDS."""
+"""Replay of dataset folders and rosbag2 recordings onto the camera topics.
+
+Pure: the events a source yields (offsets, playback speed, recorded stamps). Over real DDS: the Replayer
+and replay_node itself with real bags written by rosbags (sqlite3 and mcap): restamping or keeping the
+recorded stamps (and /clock), looping, playback speed, and the node process's start and bad arguments.
+"""
+
+import time
 
 import numpy as np
 import pytest
-from rclpy.serialization import serialize_message
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rclpy.parameter import Parameter
+from replay_data import BAG_START_S, stamp_s, write_bag, write_dataset
+from rosbags.rosbag2 import StoragePlugin
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
 
 from rc_offline import dataset
-from rc_offline.replay import BagSource, DatasetSource, Replayer, open_source
+from rc_offline.replay import BagSource, DatasetSource, Replayer, ReplayNode, open_source
 from rc_perception import codecs
 
 from ros_harness import node_process, stop_process
 
-pytestmark = pytest.mark.dds
-
-RNG = np.random.default_rng(5)
-
-
-def write_dataset(root, frames=3, height=24, width=32):
-    for i in range(frames):
-        stem = f'{i:06d}'
-        dataset.write_image(root / 'rgb' / f'{stem}.png', RNG.integers(0, 256, (height, width, 3), np.uint8))
-        dataset.write_image(root / 'tof' / f'{stem}.png', np.full((height, width), 1000 + i, np.uint16))
-        dataset.write_image(root / 'confidence' / f'{stem}.png', np.full((height, width), 200, np.uint8))
-    dataset.save_camera(root, width=width, height=height, fx=30.0, fy=30.0, cx=15.5, cy=11.5)
-    return root
+PLUGINS = [StoragePlugin.SQLITE3, StoragePlugin.MCAP]
+TIMES = (0.0, 0.1, 0.25)  # seconds after BAG_START_S: record times and header stamps of write_bag
 
 
+def value(msg) -> int:
+    """Which of write_bag's images this is: 500 + its index."""
+    return int(codecs.image_to_array(msg)[0, 0])
+
+
+# ------------------------------------------------------------------------------------------- sources
+
+@pytest.mark.parametrize('plugin', PLUGINS)
+@pytest.mark.parametrize('speed', [1.0, 2.0, 0.25])
+def test_bag_events_are_at_recorded_offsets_divided_by_speed(tmp_path, plugin, speed):
+    write_bag(tmp_path / 'bag', plugin, TIMES, info_topic='/cam/info')
+    source = open_source(tmp_path / 'bag', topics={'depth': '/cam/depth', 'camera_info': '/cam/info'},
+                         speed=speed)
+    events = list(source.events())
+    assert len(source) == 6 and len(events) == 6
+    offsets = [e.offset for e in events if 'depth' in e.messages]
+    np.testing.assert_allclose(offsets, [t / speed for t in TIMES], atol=1e-9)
+    stamps = [stamp_s(e.messages['depth']) for e in events if 'depth' in e.messages]
+    np.testing.assert_allclose(stamps, [BAG_START_S + t for t in TIMES], atol=1e-9)
+    assert all(e.recorded_stamp == next(iter(e.messages.values())).header.stamp for e in events)
+    assert [type(m) for e in events for m in e.messages.values()] == [Image, CameraInfo] * 3
+
+
+def test_dataset_events_are_at_the_rate_and_limited(tmp_path):
+    root = write_dataset(tmp_path / 'data', frames=4)
+    source = DatasetSource(root, rate=8.0, limit=3)
+    events = list(source.events())
+    assert [e.stem for e in events] == ['000000', '000001', '000002']
+    assert [e.offset for e in events] == [0.0, 0.125, 0.25]
+    assert all(e.recorded_stamp is None for e in events)
+    assert set(events[0].messages) == {'rgb', 'depth', 'confidence', 'camera_info'}
+
+
+def test_unusable_sources_are_named(tmp_path):
+    with pytest.raises(ValueError, match='does not exist'):
+        open_source(tmp_path / 'nope')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(ValueError, match='neither a dataset folder'):
+        open_source(tmp_path / 'empty')
+    write_bag(tmp_path / 'bag', StoragePlugin.SQLITE3)
+    with pytest.raises(ValueError, match='has none of the topics /camera/rgb'):
+        open_source(tmp_path / 'bag', topics={'rgb': '/camera/rgb'})
+    (tmp_path / 'broken.mcap').write_bytes(b'not a bag')
+    with pytest.raises(ValueError, match='cannot read bag'):
+        open_source(tmp_path / 'broken.mcap')
+
+
+# ------------------------------------------------------------------------------- Replayer over DDS
+
+@pytest.mark.dds
 def test_dataset_frames_arrive_on_all_topics_with_one_stamp(ros_graph, tmp_path):
     root = write_dataset(tmp_path / 'data')
     source = DatasetSource(root, rate=20.0, preload=True)
@@ -57,6 +102,7 @@ def test_dataset_frames_arrive_on_all_topics_with_one_stamp(ros_graph, tmp_path)
     assert (info.width, info.height, info.k[0], info.k[2]) == (32, 24, 30.0, 15.5)
 
 
+@pytest.mark.dds
 def test_an_unreadable_frame_ends_the_replay_with_the_reason(ros_graph, tmp_path):
     root = write_dataset(tmp_path / 'data')
     (root / 'rgb' / '000001.png').write_bytes(b'not a png')
@@ -69,47 +115,101 @@ def test_an_unreadable_frame_ends_the_replay_with_the_reason(ros_graph, tmp_path
         f'expected 1 frame published before the bad one, got {replayer.published.count}'
 
 
-def write_bag(path, plugin):
-    ts = get_typestore(Stores.ROS2_HUMBLE)
-    times = [0.0, 0.1, 0.25]
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
-        conn = writer.add_connection('/cam/depth', 'sensor_msgs/msg/Image', typestore=ts)
-        for i, t in enumerate(times):
-            header = Header(frame_id='tof_optical')
-            header.stamp.sec, header.stamp.nanosec = 100, int(t * 1e9)
-            msg = codecs.array_to_image(np.full((4, 6), 500 + i, np.uint16), '16UC1', header)
-            writer.write(conn, int((100 + t) * 1e9), serialize_message(msg))
-    return times
-
-
-@pytest.mark.parametrize('plugin', [StoragePlugin.SQLITE3, StoragePlugin.MCAP])
-def test_bag_replay_keeps_timing_and_content(ros_graph, tmp_path, plugin):
-    times = write_bag(tmp_path / 'bag', plugin)
+@pytest.mark.dds
+@pytest.mark.parametrize('plugin', PLUGINS)
+def test_bag_replay_restamps_to_now_keeping_differences(ros_graph, tmp_path, plugin):
+    write_bag(tmp_path / 'bag', plugin, TIMES)
     source = open_source(tmp_path / 'bag', topics={'depth': '/cam/depth', 'rgb': '/cam/rgb'})
     assert isinstance(source, BagSource) and source.missing == ['/cam/rgb'] and len(source) == 3
     depth = ros_graph.collect(Image, 'camera/depth')
     replayer = Replayer(ros_graph.node, source, restamp=True)
     ros_graph.wait_for_subscribers(replayer.publishers['depth'])
+    before = time.time()
     replayer.start()
     msgs = depth.wait_for(3)
-    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs]
-    np.testing.assert_allclose(np.diff(stamps), np.diff(times), atol=1e-6)  # differences kept, shifted
-    assert stamps[0] > 1e9  # shifted to now, not the recorded 100 s
-    assert [int(codecs.image_to_array(m)[0, 0]) for m in msgs] == [500, 501, 502]
+    stamps = [stamp_s(m) for m in msgs]
+    np.testing.assert_allclose(np.diff(stamps), np.diff(TIMES), atol=1e-6)  # differences kept, shifted
+    assert stamps[0] >= before - 1e-3, f'first stamp {stamps[0]} should be now ({before}), not recorded'
+    assert [value(m) for m in msgs] == [500, 501, 502]
     assert all(m.header.frame_id == 'tof_optical' for m in msgs)
 
 
-def test_unusable_sources_are_named(tmp_path):
-    with pytest.raises(ValueError, match='does not exist'):
-        open_source(tmp_path / 'nope')
-    (tmp_path / 'empty').mkdir()
-    with pytest.raises(ValueError, match='neither a dataset folder'):
-        open_source(tmp_path / 'empty')
-    write_bag(tmp_path / 'bag', StoragePlugin.SQLITE3)
-    with pytest.raises(ValueError, match='has none of the topics /camera/rgb'):
-        open_source(tmp_path / 'bag', topics={'rgb': '/camera/rgb'})
+# ----------------------------------------------------------------------------- replay_node over DDS
+
+def replay_node(ros_graph, source, **params) -> ReplayNode:
+    overrides = [Parameter('source', value=str(source)), Parameter('bag_depth_topic', value='/cam/depth'),
+                 *(Parameter(k, value=v) for k, v in params.items())]
+    return ros_graph.add(ReplayNode, parameter_overrides=overrides)
 
 
+def until_values(wanted: set[int]):
+    """A Collector predicate: every value in ``wanted`` has arrived."""
+    return lambda msgs: wanted <= {value(m) for m in msgs}
+
+
+@pytest.mark.dds
+@pytest.mark.parametrize('plugin', PLUGINS)
+def test_restamp_false_keeps_recorded_stamps_and_publishes_them_on_clock(ros_graph, tmp_path, plugin):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    write_bag(tmp_path / 'bag', plugin, TIMES)
+    depth = ros_graph.collect(Image, 'camera/depth')
+    best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+    clock = ros_graph.collect(Clock, '/clock', best_effort)
+    replay_node(ros_graph, tmp_path / 'bag', restamp=False, loop=True, publish_clock=True,
+                playback_speed=4.0)
+    msgs = depth.wait_for(3, timeout=20.0, predicate=until_values({500, 501, 502}))
+    for m in msgs:  # best effort may drop some; every one that came carries its recorded stamp
+        recorded = BAG_START_S + TIMES[value(m) - 500]
+        assert stamp_s(m) == pytest.approx(recorded, abs=1e-9), f'{value(m)}: stamp {stamp_s(m)}, ' \
+                                                                 f'recorded {recorded}'
+    clock.wait_for(1)
+    clocks = {round(c.clock.sec + c.clock.nanosec * 1e-9, 6) for c in clock.messages}
+    assert clocks <= {round(BAG_START_S + t, 6) for t in TIMES}, f'/clock carried {sorted(clocks)}'
+
+
+def assert_restamped(values: list[int], stamps: list[float], speed: float) -> None:
+    """Restamped stamps increase, also across a loop, and neighbours within one pass are their recorded
+    difference divided by the playback speed apart."""
+    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), f'stamps must increase: {stamps}'
+    for i in range(1, len(values)):
+        if values[i] == values[i - 1] + 1:
+            recorded = TIMES[values[i] - 500] - TIMES[values[i - 1] - 500]
+            assert stamps[i] - stamps[i - 1] == pytest.approx(recorded / speed, abs=1e-6), (values, stamps)
+
+
+@pytest.mark.dds
+@pytest.mark.parametrize('plugin', PLUGINS)
+def test_loop_starts_again_from_a_new_now(ros_graph, tmp_path, plugin):
+    write_bag(tmp_path / 'bag', plugin, TIMES)
+    depth = ros_graph.collect(Image, 'camera/depth')
+    replay_node(ros_graph, tmp_path / 'bag', loop=True, playback_speed=4.0)
+    msgs = depth.wait_for(7, timeout=20.0)
+    values = [value(m) for m in msgs]
+    assert any(b <= a for a, b in zip(values, values[1:], strict=False)), f'no second pass in {values}'
+    assert set(values) <= {500, 501, 502}
+    assert_restamped(values, [stamp_s(m) for m in msgs], speed=4.0)
+
+
+@pytest.mark.dds
+def test_playback_speed_below_one_stretches_the_recorded_timing(ros_graph, tmp_path):
+    """A lower bound only (a replay never publishes early): the last message of a 0.25 s bag played at a
+    quarter of its speed cannot arrive sooner than 1 s after start; ignoring the speed it would at 0.25 s."""
+    write_bag(tmp_path / 'bag', StoragePlugin.MCAP, TIMES)
+    depth = ros_graph.collect(Image, 'camera/depth')
+    start = time.monotonic()
+    replay_node(ros_graph, tmp_path / 'bag', loop=True, playback_speed=0.25)
+    msgs = depth.wait_for(1, timeout=20.0, predicate=until_values({502}))
+    arrived = next(t for m, t in zip(msgs, depth.stamps, strict=False) if value(m) == 502) - start
+    due = TIMES[-1] / 0.25
+    assert arrived >= due, f'the last message arrived {arrived:.3f} s after start, before its time {due} s'
+    assert_restamped([value(m) for m in msgs], [stamp_s(m) for m in msgs], speed=0.25)
+
+
+# ---------------------------------------------------------------------------- replay_node process
+
+@pytest.mark.dds
 def test_replay_node_process_publishes_and_exits_cleanly(ros_graph, tmp_path):
     root = write_dataset(tmp_path / 'data', frames=5)
     rgb = ros_graph.collect(Image, 'camera/rgb')
@@ -123,8 +223,16 @@ def test_replay_node_process_publishes_and_exits_cleanly(ros_graph, tmp_path):
     assert 'replaying 5 frames' in out
 
 
-def test_replay_node_without_source_exits_with_one_line(tmp_path):
-    proc = node_process('rc_offline.replay')
+@pytest.mark.dds
+@pytest.mark.parametrize('args, message', [
+    ([], 'set the source parameter'),
+    (['-p', 'source:=/no/such/folder'], 'replay source /no/such/folder does not exist'),
+    (['-p', 'source:=/tmp', '-p', 'rate:=0.0'], r'rate must be >= 0\.1, got 0\.0'),
+])
+def test_replay_node_bad_arguments_exit_with_one_line(args, message):
+    import re
+
+    proc = node_process('rc_offline.replay', args)
     out, _ = proc.communicate(timeout=30.0)
     assert proc.returncode == 1, out
-    assert 'set the source parameter' in out and 'Traceback' not in out, out
+    assert 'Traceback' not in out and re.search(message, out), out
