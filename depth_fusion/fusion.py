@@ -1,7 +1,7 @@
 """Confidence-gated ToF / student depth fusion on any pair of grids (pure: no ROS imports; doc/fusion.md).
 
 Per output pixel (``depth_fusion.kernel`` holds the rule): the **ToF** reading where it is valid (finite,
-> 0 and within ``[range_min, range_max]`` in metres, 16UC1 / mono16 millimetres as ``float32(mm) * 0.001``)
+> 0 and within ``[range_min, range_max]`` in metres, 16UC1 / mono16 millimetres as ``float32(mm) / 1000``)
 and, with a confidence image, its confidence ``>= confidence_threshold`` in that image's units; else the
 **student** depth after the correction of ``mode``, unless the trust gate withholds the fill
 (``depth_fusion.trust``); else NaN. The source map says which: 0 none, 1 ToF, 2 student. With
@@ -33,7 +33,7 @@ from depth_fusion.calibration import ALPHA_RANGE, BETA_RANGE, median_scale, robu
 from depth_fusion.ground import GroundPlane, fit_ground, snap_to_ground
 from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict
 from rc_perception.camera import axis_map
-from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_TO_M, metre_bounds
+from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_PER_M, metre_bounds
 
 __all__ = ['CONFIDENCE_ENCODINGS', 'MODES', 'OUTPUT_GRIDS', 'SOURCE_NONE', 'SOURCE_STUDENT', 'SOURCE_TOF',
            'Correction', 'Fuser', 'FusionConfig', 'FusionResult', 'fuse', 'resample_nearest', 'tof_valid']
@@ -45,7 +45,7 @@ CONFIDENCE_ENCODINGS = ('mono8', '8UC1', 'mono16', '16UC1', '32FC1')
 SAMPLE_SEED = 0  # seed of the pixel positions the fits and the floor plane look at
 _NAN_IMAGE = np.full((1, 1), np.nan, np.float32)  # stands in for a missing image: never a reading
 _NAN_IMAGE.flags.writeable = False
-# (lo, hi, tscale, cthr) of a missing ToF (the NaN stand-in, zero confidence): lo > hi, none passes
+# (lo, hi, tdiv, cthr) of a missing ToF (the NaN stand-in, zero confidence): lo > hi, none passes
 _NO_RULE = (np.float32(1.0), np.float32(0.0), np.float32(1.0), np.uint8(0))
 
 
@@ -153,16 +153,16 @@ _NO_STUDENT = (Correction(1.0, 0.0, 'none', 'no student depth'), None,
 
 @lru_cache(maxsize=32)
 def _mm_bounds(range_min: float, range_max: float) -> tuple[int, int]:
-    """Integer millimetre bounds equivalent to testing ``float32(mm) * MM_TO_M`` against ``metre_bounds``
+    """Integer millimetre bounds equivalent to testing ``float32(mm) / MM_PER_M`` against ``metre_bounds``
     (16UC1 and 32FC1 inputs of the same depths agree to the last pixel); (1, 0) when none passes."""
     lo, hi = metre_bounds(range_min, range_max)
-    metres = np.arange(65536, dtype=np.float32) * MM_TO_M
+    metres = np.arange(65536, dtype=np.float32) / MM_PER_M
     ok = np.flatnonzero((metres >= lo) & (metres <= hi))
     return (int(ok[0]), int(ok[-1])) if ok.size else (1, 0)
 
 
 def _tof_rule(tof: np.ndarray, encoding: str, confidence: np.ndarray | None, cfg) -> tuple:
-    """(lo, hi, tscale, cthr) of ``kernel``'s rule for this ToF; checks dtypes and sizes."""
+    """(lo, hi, tdiv, cthr) of ``kernel``'s rule for this ToF; checks dtypes and sizes."""
     if tof.ndim != 2:
         raise ValueError(f'ToF depth must be 2-D (H, W), got shape {tof.shape}')
     if encoding not in DEPTH_ENCODINGS:
@@ -186,9 +186,9 @@ def _rule(tof_dtype: np.dtype, confidence_dtype: np.dtype | None, range_min: flo
           threshold: float) -> tuple:
     """The rule's bounds in the ToF's dtype and its threshold in the confidence's (compared there exactly)."""
     if tof_dtype.kind == 'u':
-        (lo, hi), tscale = _mm_bounds(range_min, range_max), MM_TO_M
+        (lo, hi), tdiv = _mm_bounds(range_min, range_max), MM_PER_M
     else:
-        (lo, hi), tscale = metre_bounds(range_min, range_max), np.float32(1.0)
+        (lo, hi), tdiv = metre_bounds(range_min, range_max), np.float32(1.0)
     if confidence_dtype is None:
         cthr = np.uint8(0)  # the stand-in zeros pass 0
     elif confidence_dtype.kind == 'f':
@@ -197,7 +197,7 @@ def _rule(tof_dtype: np.dtype, confidence_dtype: np.dtype | None, range_min: flo
         cthr = confidence_dtype.type(max(math.ceil(threshold), 0))
     else:                                                # above every integer (or NaN): none passes
         lo, hi, cthr = 1, 0, confidence_dtype.type(0)
-    return tof_dtype.type(lo), tof_dtype.type(hi), tscale, cthr
+    return tof_dtype.type(lo), tof_dtype.type(hi), tdiv, cthr
 
 
 def _size(shape) -> str:
@@ -301,20 +301,20 @@ class Fuser:
         return arr
 
     def _kernel(self, inputs: tuple, alpha, beta, step: int, out, source) -> tuple:
-        student, smap, tof, tmap, conf, (lo, hi, tscale, cthr) = inputs
+        student, smap, tof, tmap, conf, (lo, hi, tdiv, cthr) = inputs
         run = kernel.fuse_compiled if self.compiled else kernel.fuse_reference
-        return run(student, *smap, tof, *tmap, conf, cthr, lo, hi, tscale, np.float32(alpha),
+        return run(student, *smap, tof, *tmap, conf, cthr, lo, hi, tdiv, np.float32(alpha),
                    np.float32(beta), step, out, source)
 
     def _sampled(self, inputs: tuple, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Student and ToF depths (float64 metres) at the sampled positions where both are valid."""
-        student, _, tof, _, conf, (lo, hi, tscale, cthr) = inputs
+        student, _, tof, _, conf, (lo, hi, tdiv, cthr) = inputs
         n = self.config.fit_sample_size
         x = student.reshape(-1).take(_sample_index(student.shape, grid, n))
         at_tof = _sample_index(tof.shape, grid, n)
         t = tof.reshape(-1).take(at_tof)
         both = kernel.tof_reading_ok(t, conf.reshape(-1).take(at_tof), lo, hi, cthr) & _reading(x)
-        return x[both].astype(np.float64), (t[both].astype(np.float32) * tscale).astype(np.float64)
+        return x[both].astype(np.float64), (t[both].astype(np.float32) / tdiv).astype(np.float64)
 
     def _correction(self, inputs: tuple, grid: tuple[int, int], has_tof: bool) -> Correction:
         """The mode's correction of this frame's student depth (the fits from the sampled pixels)."""

@@ -6,7 +6,7 @@ reads, see ``rc_perception.camera.AxisMap.nearest``):
 
 * the ToF reading ``t`` is valid when ``lo <= t <= hi`` and ``confidence >= cthr``, each compared in its
   image's dtype (``depth_fusion.fusion`` turns the ranges into such bounds, so that 0 mm, NaN and infinities
-  fail); its value in metres is ``float32(t) * tscale``;
+  fail); its value in metres is ``float32(t) / tdiv`` (1000 for millimetres, correctly rounded);
 * else the student depth, corrected as ``d * alpha + beta`` in float32, is used where it is finite and > 0;
 * else NaN. ``source`` says which: 0 none, 1 ToF, 2 student.
 
@@ -64,14 +64,14 @@ def tof_reading_ok(t: np.ndarray, confidence: np.ndarray | None, lo, hi, cthr) -
     return ok
 
 
-def fuse_reference(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tscale, alpha, beta, step,
+def fuse_reference(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tdiv, alpha, beta, step,
                    out, source) -> tuple[int, int, int, int, float]:
     """The rule in numpy (see the module docstring); writes ``out``/``source``, returns the ToF and student
     pixel counts and, on the measured rows, the pixels with both, those within delta1, and the AbsRel sum."""
     grid = np.ix_(trow, tcol)
     t = tof[grid]
     tof_ok = tof_reading_ok(t, confidence[grid], lo, hi, cthr)
-    tm = t.astype(np.float32) * tscale
+    tm = t.astype(np.float32) / tdiv
     with np.errstate(over='ignore', invalid='ignore', divide='ignore'):  # huge * alpha: inf, not a reading
         d = student[np.ix_(srow, scol)] * alpha + beta
         student_ok = (d >= POS_MIN) & (d <= FLT_MAX)
@@ -86,7 +86,7 @@ def fuse_reference(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, h
 
 
 @_jit(inline='always')
-def _fuse_row(s_row, t_row, c_row, cthr, lo, hi, tscale, alpha, beta, o_row, src_row, measure):
+def _fuse_row(s_row, t_row, c_row, cthr, lo, hi, tdiv, alpha, beta, o_row, src_row, measure):
     """One output row of the rule, from rows of the three inputs on the output grid."""
     n_tof = n_student = n_both = n_delta1 = np.int32(0)  # int32 keeps the loop in full-width vectors
     absrel = 0.0  # float64: the sum of a row of float32 terms may exceed float32's range
@@ -95,7 +95,7 @@ def _fuse_row(s_row, t_row, c_row, cthr, lo, hi, tscale, alpha, beta, o_row, src
         ok = (t >= lo) & (t <= hi) & (c_row[c] >= cthr)
         d = s_row[c] * alpha + beta
         reading = (d >= POS_MIN) & (d <= FLT_MAX)
-        tm = np.float32(t) * tscale
+        tm = np.float32(t) / tdiv
         value, src = NAN32, _NONE
         if reading:
             value, src = d, _STUDENT
@@ -123,7 +123,7 @@ def _identity(index, size):
     return True
 
 
-def _fuse_loop(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tscale, alpha, beta, step,
+def _fuse_loop(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, tdiv, alpha, beta, step,
                out, source):
     """``fuse_reference`` as one pass over the output rows: rows of images on the output grid are read in
     place, others are first gathered into a row buffer, so that the rule always runs as one vector loop."""
@@ -135,12 +135,12 @@ def _fuse_loop(student, srow, scol, tof, trow, tcol, confidence, cthr, lo, hi, t
     for r in range(h):
         sr, tr, measure = srow[r], trow[r], r % step == step // 2
         if direct:
-            counts = _fuse_row(student[sr], tof[tr], confidence[tr], cthr, lo, hi, tscale, alpha, beta,
+            counts = _fuse_row(student[sr], tof[tr], confidence[tr], cthr, lo, hi, tdiv, alpha, beta,
                                out[r], source[r], measure)
         else:
             for c in range(w):
                 s_buf[c], t_buf[c], c_buf[c] = student[sr, scol[c]], tof[tr, tcol[c]], confidence[tr, tcol[c]]
-            counts = _fuse_row(s_buf, t_buf, c_buf, cthr, lo, hi, tscale, alpha, beta, out[r], source[r],
+            counts = _fuse_row(s_buf, t_buf, c_buf, cthr, lo, hi, tdiv, alpha, beta, out[r], source[r],
                                measure)
         n_tof += counts[0]
         n_student += counts[1]

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -51,12 +50,7 @@ class DepthFusionNode(Node):
         super().__init__('depth_fusion_node', **kwargs)
         self._lock = threading.Lock()
         self.calibration = CalibrationFile()
-        try:
-            self.params = node_support.startup_params(self, PARAMS, self._validate, self._apply)
-        except ParameterException as exc:  # e.g. use_confidence: true (a bool) for the string parameter
-            self.destroy_node()
-            raise node_support.StartupError(f'depth_fusion_node cannot start: {exc} (use_confidence is a '
-                                            "string: auto, 'true' or 'false')") from None
+        self.params = node_support.startup_params(self, PARAMS, self._validate, self._apply)
         p = self.params.values
         self.calibration.adopt(p.calibration_file)
         now = time.monotonic()

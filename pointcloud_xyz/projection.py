@@ -14,7 +14,7 @@ convention for whole-factor decimation (``rc_perception.camera.axis_map``), so t
 cloud are exactly the full-resolution cloud's points of those pixels.
 
 Every pixel falls in one class, by its depth in metres ``d`` (16UC1/mono16 millimetres convert as
-``float32(mm) * 0.001``, as ``rc_perception.depth`` does) and the float32 range bounds ``lo, hi`` of
+``float32(mm) / 1000``, as ``rc_perception.depth`` does) and the float32 range bounds ``lo, hi`` of
 ``depth.metre_bounds(range_min, range_max)``:
 
 * a reading, ``lo <= d <= hi``: a point of the cloud;
@@ -36,7 +36,7 @@ import numpy as np
 from pointcloud_xyz import kernel, veiling
 from pointcloud_xyz.distortion import Distortion
 from rc_perception.camera import Intrinsics
-from rc_perception.depth import MM_ENCODINGS, MM_TO_M, metre_bounds
+from rc_perception.depth import MM_ENCODINGS, MM_PER_M, metre_bounds
 
 __all__ = ['CameraModel', 'RayGrid', 'Rays', 'backproject', 'clearing_points']
 
@@ -116,7 +116,7 @@ class Rays:
         if depth.shape != self.shape:
             raise ValueError(f'depth image of {depth.shape} kept pixels does not fit a grid of {self.shape}')
         if encoding in MM_ENCODINGS:
-            np.multiply(depth, MM_TO_M, out=self._z, dtype=np.float32)
+            np.divide(depth, MM_PER_M, out=self._z, dtype=np.float32)
         elif encoding == '32FC1':
             np.copyto(self._z, depth)
         else:

@@ -5,21 +5,23 @@ is millimetres with 0 for "no reading". Everything downstream works on float32 m
 
 One definition of "a reading" serves every consumer (``to_metres``, the fusion's ToF and student
 validity, the point cloud): finite, strictly positive and within ``[range_min, range_max]``, compared in
-float32 after millimetres are converted as ``float32(mm) * MM_TO_M`` (``metre_bounds``).
+float32 after millimetres are converted as ``float32(mm) / MM_PER_M``, correctly rounded: the float32
+nearest to the exact mm / 1000, so a reading of 700 mm is exactly ``float32(0.7)`` (``metre_bounds``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ['DEPTH_ENCODINGS', 'MM_ENCODINGS', 'MM_TO_M', 'metre_bounds', 'to_metres']
+__all__ = ['DEPTH_ENCODINGS', 'MM_ENCODINGS', 'MM_PER_M', 'metre_bounds', 'to_metres']
 
 #: Integer encodings carrying millimetres, 0 = invalid.
 MM_ENCODINGS = frozenset({'16UC1', 'mono16'})
 #: Encodings accepted as depth images.
 DEPTH_ENCODINGS = MM_ENCODINGS | {'32FC1'}
-#: Metres per millimetre: integer depth converts as ``float32(mm) * MM_TO_M`` (float32 arithmetic).
-MM_TO_M = np.float32(0.001)
+#: Millimetres per metre: integer depth converts as ``float32(mm) / MM_PER_M``, one correctly rounded
+#: float32 division (multiplying by float32(0.001) lands one float32 step high for most values).
+MM_PER_M = np.float32(1000.0)
 
 _SMALLEST = np.nextafter(np.float32(0), np.float32(1))   # smallest float32 > 0
 _LARGEST = np.finfo(np.float32).max                      # largest finite float32
@@ -45,7 +47,7 @@ def to_metres(depth: np.ndarray, encoding: str, range_min: float = 0.0,
         ValueError: an encoding that is not a depth encoding.
     """
     if encoding in MM_ENCODINGS:
-        z = np.multiply(depth, MM_TO_M, dtype=np.float32)
+        z = np.divide(depth, MM_PER_M, dtype=np.float32)
     elif encoding == '32FC1':
         z = np.array(depth, dtype=np.float32, copy=True)
     else:

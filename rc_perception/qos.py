@@ -11,7 +11,14 @@ is given, so a shared profile would carry one topic's override to every entity c
 
 from __future__ import annotations
 
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSPolicyKind,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 __all__ = ['diagnostics', 'overridable', 'sensor_data']
@@ -30,5 +37,7 @@ def diagnostics() -> QoSProfile:
 
 
 def overridable() -> QoSOverridingOptions:
-    """Allow history, depth, reliability and durability to be overridden from parameters."""
-    return QoSOverridingOptions.with_default_policies()
+    """Allow history, depth, reliability and durability to be overridden from parameters (rclpy's default
+    options leave durability out; a latched consumer may want transient local)."""
+    return QoSOverridingOptions(policy_kinds=(QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH,
+                                              QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY))

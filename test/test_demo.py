@@ -89,7 +89,7 @@ def test_demo_figures_match_an_independent_rescoring_from_ground_truth(demo_run,
         gt = np.asarray(PILImage.open(split / 'depth' / f'{saved.stem}.png'), np.float64)[pick] / 1000.0
         mm = np.asarray(PILImage.open(split / 'tof' / f'{saved.stem}.png'))[pick]
         conf = np.asarray(PILImage.open(split / 'confidence' / f'{saved.stem}.png'))[pick]
-        tof = mm.astype(np.float32) * np.float32(0.001)
+        tof = mm.astype(np.float32) / np.float32(1000)
         in_range = (mm > 0) & (tof >= p['range_min']) & (tof <= p['range_max'])
         ok = in_range & (conf >= p['confidence_threshold'])
         valid_total += int(ok.sum())

@@ -7,7 +7,7 @@ sides and compared in float32 (the issue-17 bug "a depth exactly at range_max dr
 import numpy as np
 import pytest
 
-from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_TO_M, metre_bounds, to_metres
+from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_PER_M, metre_bounds, to_metres
 
 NAN = np.nan
 F32 = np.float32
@@ -24,7 +24,7 @@ def assert_same(got: np.ndarray, expected, what: str = '') -> None:
 def test_encodings():
     assert MM_ENCODINGS == {'16UC1', 'mono16'}
     assert DEPTH_ENCODINGS == {'16UC1', 'mono16', '32FC1'}
-    assert MM_TO_M == F32(0.001) and isinstance(MM_TO_M, np.float32)
+    assert MM_PER_M == F32(1000) and isinstance(MM_PER_M, np.float32)
 
 
 def assert_metres(got: np.ndarray, expected_m, what: str = '') -> None:
@@ -74,12 +74,9 @@ def test_bounds_compare_in_float32_not_float64():
     assert_same(to_metres(z, '32FC1', range_min=0.3, range_max=0.7), [F32(0.3), F32(0.7)])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'float32(mm) * float32(0.001) lands one float32 step above float32(mm / 1000) for 59 % of millimetre '
-    'values (700 mm -> 0.70000005), so a whole-millimetre range_max drops a reading of exactly that many '
-    'millimetres; the fix (float32(mm) / 1000, correctly rounded) must change depth_fusion.fusion._mm_bounds '
-    'and pointcloud_xyz.projection\'s conversion with it (other owners): reported, not fixed here'))
 def test_a_reading_of_exactly_range_max_millimetres_is_kept():
+    """float32(mm) / 1000 is the float32 nearest mm / 1000, the same number as float32(mm / 1000.0): a
+    range bound of a whole number of millimetres keeps a reading of exactly that many (700 mm at 0.7 m)."""
     mm = np.array([300, 700, 1100], np.uint16)
     for value in mm:
         bound = float(value) / 1000.0
@@ -124,3 +121,11 @@ def test_metre_bounds_values_and_types():
     assert metre_bounds(-3.0, np.inf) == (SMALLEST, LARGEST), 'negative range_min and inf clamp'
     lo, hi = metre_bounds(0.3, 0.7)
     assert (lo, hi) == (F32(0.3), F32(0.7)) and isinstance(hi, np.float32)
+
+
+def test_every_millimetre_value_converts_to_the_nearest_float32_of_its_metres():
+    mm = np.arange(65536, dtype=np.uint16)
+    exact = (mm.astype(np.float64) / 1000.0).astype(np.float32)   # rounded once, from the exact decimal
+    got = to_metres(mm, '16UC1')
+    same = (got == exact) | (np.isnan(got) & (mm == 0))
+    assert same.all(), f'mm values converting off the nearest float32: {np.flatnonzero(~same)[:10]}'

@@ -98,21 +98,21 @@ def check_table(got, expected, labels, what):
 
 # (label, ToF mm, confidence, student m) -> (output m, source); range 0.2-4.0 m, confidence >= 100
 TABLE = [
-    ('ToF valid, confident', 1500, 200, 2.0, F32(1500) * F32(0.001), 1),
-    ('confidence exactly at the threshold', 1500, 100, 2.0, F32(1500) * F32(0.001), 1),
+    ('ToF valid, confident', 1500, 200, 2.0, F32(1500) / F32(1000), 1),
+    ('confidence exactly at the threshold', 1500, 100, 2.0, F32(1500) / F32(1000), 1),
     ('confidence 1 below the threshold', 1500, 99, 2.0, 2.0, 2),
-    ('ToF at range_min', 200, 200, 2.0, F32(200) * F32(0.001), 1),
+    ('ToF at range_min', 200, 200, 2.0, F32(200) / F32(1000), 1),
     ('ToF 1 mm below range_min', 199, 200, 2.0, 2.0, 2),
-    ('ToF 1 mm above range_min', 201, 200, 2.0, F32(201) * F32(0.001), 1),
+    ('ToF 1 mm above range_min', 201, 200, 2.0, F32(201) / F32(1000), 1),
     ('ToF at range_max', 4000, 200, 2.0, 4.0, 1),
-    ('ToF 1 mm below range_max', 3999, 200, 2.0, F32(3999) * F32(0.001), 1),
+    ('ToF 1 mm below range_max', 3999, 200, 2.0, F32(3999) / F32(1000), 1),
     ('ToF 1 mm beyond range_max', 4001, 200, 2.0, 2.0, 2),
     ('no ToF reading (0 mm)', 0, 200, 2.0, 2.0, 2),
     ('no ToF, student NaN', 0, 200, NAN, NAN, 0),
     ('no ToF, student 0', 0, 200, 0.0, NAN, 0),
     ('no ToF, student negative', 0, 200, -1.0, NAN, 0),
     ('no ToF, student +inf', 0, 200, np.inf, NAN, 0),
-    ('ToF valid, student NaN', 1500, 200, NAN, F32(1500) * F32(0.001), 1),
+    ('ToF valid, student NaN', 1500, 200, NAN, F32(1500) / F32(1000), 1),
     ('unconfident ToF, student NaN', 1500, 0, NAN, NAN, 0),
 ]
 
@@ -216,7 +216,8 @@ def test_bad_calibration_file_and_bool_use_confidence_stop_start_up(ros_graph, t
     with pytest.raises(StartupError) as info:
         ros_graph.add(DepthFusionNode, parameter_overrides=[Parameter('calibration_file', value=str(path))])
     assert str(path) in str(info.value) and 'alpha -3 outside' in str(info.value), str(info.value)
-    with pytest.raises(StartupError, match="use_confidence is a string: auto, 'true' or 'false'"):
+    with pytest.raises(StartupError, match=r'use_confidence must be str \(one of auto, true, false\), '
+                                           r'got bool'):
         ros_graph.add(DepthFusionNode, parameter_overrides=[Parameter('use_confidence', value=True)])
 
 
@@ -248,7 +249,7 @@ def test_any_camera_and_student_grid_over_dds(ros_graph, camera, grids):
         rows, cols = expected_index(camera[0], grid[0]), expected_index(camera[1], grid[1])
         tof_ok = conf[np.ix_(rows, cols)] == 255
         assert np.array_equal(source == 1, tof_ok) and np.all(source[~tof_ok] == 2), f'{camera} -> {grid}'
-        expected = (mm[np.ix_(rows, cols)] * F32(0.001))[tof_ok]
+        expected = (mm[np.ix_(rows, cols)] / F32(1000))[tof_ok]
         assert np.array_equal(depth[tof_ok], expected), f'{camera} -> {grid}'
     assert rig.node.bad_input.total == 0, rig.node.bad_input.recent
 
@@ -281,7 +282,7 @@ def test_decimated_tof_points_land_where_the_full_resolution_ones_do(ros_graph):
     assert xyz.shape == (240, 320, 3)
     v, u = np.mgrid[:240, :320]
     row, col = 2 * v + 1, 2 * u + 1  # the full-resolution pixel each output pixel is
-    z = (mm[row, col] * F32(0.001)).astype(np.float32).astype(np.float64)
+    z = (mm[row, col] / F32(1000)).astype(np.float32).astype(np.float64)
     expected = np.stack([(col - cx) * z / fx, (row - cy) * z / fy, z], axis=-1)
     assert np.abs(xyz - expected).max() < 1e-6, np.abs(xyz - expected).max()
 
@@ -341,11 +342,11 @@ def test_a_student_frame_waits_for_its_tof_with_a_multithreaded_executor(ros_gra
             'the depth alone does not release it: its confidence is still missing'
         rig.conf_pub.publish(codecs.array_to_image(conf, 'mono8', header(60.1)))
         out = codecs.image_to_array(rig.fused.wait_for(before + 1)[-1])
-        np.testing.assert_array_equal(out, F32(3000) * F32(0.001))
+        np.testing.assert_array_equal(out, F32(3000) / F32(1000))
         # No ToF at or after the student comes: fused with the older one when the hold expires (0.5 s).
         rig.student_pub.publish(codecs.array_to_image(student, '32FC1', header(60.4)))
         out = codecs.image_to_array(rig.fused.wait_for(before + 2, timeout=5.0)[-1])
-        np.testing.assert_array_equal(out, F32(3000) * F32(0.001))
+        np.testing.assert_array_equal(out, F32(3000) / F32(1000))
     finally:
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()

@@ -73,8 +73,8 @@ def test_labels_are_the_pixels_the_fusion_trusts_sampled_on_the_student_grid():
     conf = np.full((4, 6), 200, np.uint8)
     conf[3, 3] = 10
     got = label_on_grid(tof, '16UC1', conf, LabelRule(0.1, 4.0, 50), 2, 3)
-    # millimetres convert as float32(mm) * float32(0.001), as everywhere in the package
-    expected = np.array([[np.nan, np.nan, 1500], [2000, np.nan, np.nan]], np.float32) * np.float32(0.001)
+    # millimetres convert as float32(mm) / 1000 (correctly rounded), as everywhere in the package
+    expected = np.array([[np.nan, np.nan, 1500], [2000, np.nan, np.nan]], np.float32) / np.float32(1000)
     np.testing.assert_array_equal(got, expected, err_msg=f'labels {got} expected {expected}')
 
 

@@ -84,7 +84,7 @@ def test_millimetres_agree_with_metres_for_every_value(rng_min, rng_max):
     expected = tof_valid(to_metres(mm, '16UC1'), '32FC1', rng_min, rng_max)
     diff = np.flatnonzero(got != expected)
     assert diff.size == 0, f'16UC1 and 32FC1 validity differ at mm values {diff[:10]}'
-    m = np.arange(65536) * F32(0.001)
+    m = np.arange(65536, dtype=np.float32) / F32(1000)
     assert got.sum() == np.count_nonzero((m >= F32(rng_min)) & (m <= F32(rng_max)) & (m > 0))
 
 
@@ -181,7 +181,7 @@ def test_millimetre_tof_is_converted_to_metres(compiled):
     mm = np.array([[0, 1500, 2345, 9000]], np.uint16)
     student = f32([1.0, 1.0, 1.0, 1.0])
     res = Fuser(FusionConfig(range_max=4.0, **NO_GATE), compiled=compiled).fuse(student, mm, '16UC1')
-    expected = [1.0, F32(1500) * F32(0.001), F32(2345) * F32(0.001), 1.0]
+    expected = [1.0, F32(1500) / F32(1000), F32(2345) / F32(1000), 1.0]
     check_table(res.depth, np.array(expected, np.float32), ['0 mm', '1500 mm', '2345 mm', '9000 mm'], '16UC1')
     check_table(res.source, [2, 1, 1, 2], ['0 mm', '1500 mm', '2345 mm', '9000 mm'], 'source')
 
@@ -486,7 +486,7 @@ def test_tof_on_a_decimated_grid_back_projects_to_the_same_points():
     z = res.depth.astype(np.float64)
     x_half = (u - half.cx) * z / half.fx
     y_half = (v - half.cy) * z / half.fy
-    z_full = (mm[2 * v + 1, 2 * u + 1] * F32(0.001)).astype(np.float64)  # the pixel the ToF came from
+    z_full = (mm[2 * v + 1, 2 * u + 1] / F32(1000)).astype(np.float64)  # the pixel the ToF came from
     x_full = (2 * u + 1 - full.cx) * z_full / full.fx
     y_full = (2 * v + 1 - full.cy) * z_full / full.fy
     assert np.all(res.source == SOURCE_TOF)
@@ -515,7 +515,7 @@ def test_student_only_and_tof_only():
     mm = np.array([[1000, 0], [2000, 3000]], np.uint16)
     res = fuse(None, mm, '16UC1')
     np.testing.assert_array_equal(res.source, [[1, 0], [1, 1]])
-    assert np.isnan(res.depth[0, 1]) and res.depth[1, 0] == F32(2000) * F32(0.001)
+    assert np.isnan(res.depth[0, 1]) and res.depth[1, 0] == F32(2000) / F32(1000)
     res = fuse(None, mm, '16UC1', shape=(1, 1))  # onto a coarser (the last student) grid
     assert res.depth.shape == (1, 1) and res.source[0, 0] == SOURCE_TOF
 

@@ -132,7 +132,7 @@ def test_fusion_puts_the_students_floor_on_the_tofs_and_keeps_obstacles():
     np.testing.assert_allclose(res.depth[on_floor], floor[on_floor], rtol=2e-2)
     np.testing.assert_array_equal(res.depth[box], student[box])            # an obstacle keeps its depth
     tof_px = res.source == SOURCE_TOF
-    np.testing.assert_array_equal(res.depth[tof_px], tof[tof_px].astype(np.float32) * np.float32(0.001))
+    np.testing.assert_array_equal(res.depth[tof_px], tof[tof_px].astype(np.float32) / np.float32(1000))
     sky = filled & ~np.isfinite(floor)
     np.testing.assert_array_equal(res.depth[sky], student[sky])             # above the horizon: as is
 

@@ -96,7 +96,7 @@ def test_range_bounds_are_inclusive_on_every_path(encoding, cases, organized, sk
     depth[skip // 2, skip // 2::skip] = values
     grid = rays(Intrinsics(10.0, 10.0, 0.0, 0.0), depth.shape[1], depth.shape[0], skip)
     pts = backproject(depth, encoding, grid, range_min=LO, range_max=HI, organized=organized)
-    metres = values.astype(np.float32) * (F32(0.001) if dtype == np.uint16 else F32(1))
+    metres = values.astype(np.float32) / (F32(1000) if dtype == np.uint16 else F32(1))
     if organized:
         row = pts[0, :, 2]
         assert np.array_equal(~np.isnan(row), kept), f'kept {~np.isnan(row)}, expected {kept} for {values}'

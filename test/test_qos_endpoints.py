@@ -170,10 +170,6 @@ def test_a_params_file_qos_override_takes_effect(tmp_path):
         rclpy.try_shutdown(context=context)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rc_perception.qos.overridable() says history, depth, reliability and durability can be overridden, but "
-    "QoSOverridingOptions.with_default_policies() covers history, depth and reliability only; the fix "
-    "(policy_kinds with DURABILITY too, or the docstring) is in qos.py, not this helper's: reported"))
 def test_durability_is_overridable_as_qos_py_documents():
     from rclpy.qos_overriding_options import QoSPolicyKind
 
