@@ -514,3 +514,10 @@ def test_postprocess_rejects_outputs_that_do_not_match_the_spec():
         post(np.zeros((1, 1, 6, 8), np.float32), np.zeros((1, 4, 6, 8), np.float32))
     with pytest.raises(ValueError, match='at most 255 classes'):
         Postprocessor(ModelSpec(class_names=tuple(f'c{i}' for i in range(256))))
+
+
+def test_onnxruntime_threads_sleep_between_frames_instead_of_spinning():
+    """Spinning intra-op threads cost about four times the CPU of the inference itself at camera rate."""
+    with OnnxRuntimeBackend(shared_linear_model()) as backend:
+        options = backend._session.get_session_options()
+        assert options.get_session_config_entry('session.intra_op.allow_spinning') == '0'

@@ -57,6 +57,10 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning between frames: at 15 Hz on 2 cores the demo
+        # student costs 12 ms of CPU per frame instead of 51 ms, for 0.6 ms more latency (measured here);
+        # on a robot the cores are shared with the drivers and Nav2.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         if num_threads > 0:
             options.intra_op_num_threads = int(num_threads)
         try:
