@@ -125,10 +125,9 @@ def test_demo_judges_the_pipeline_by_the_costmap(demo_run):
     assert (out / 'costmap.png').stat().st_size > 10_000
 
 
-@pytest.mark.xfail(reason='issue 13 targets not met yet: the obstacles the ToF sees reach 99.8 % recall, but '
-                          'the dark block (only the student sees it, 10-30 % too far) 70 %, and its depth '
-                          'marks most of the remaining floor cells (the report splits recall by object and '
-                          "attributes the floor cells; doc/costmap.md)",
+@pytest.mark.xfail(reason='issue 13 targets not met yet (doc/demo.md): the dark block, which only the '
+                          'student sees and 10-30 % too far, is partly missed, and both the student\'s and '
+                          'the ToF\'s depth errors mark floor cells (the report attributes them)',
                    strict=False)
 def test_demo_meets_the_costmap_targets(demo_run):
     _, _, metrics = demo_run
