@@ -9,8 +9,9 @@ robot: on a robot with ROS installed, ``ros2 bag record`` does the same (doc/fin
     python -m rc_offline.record --out bags/robot_world --replay data/robot_world --rate 15
 
 With ``--replay``, the recorder starts ``replay_node`` (``rc_offline.replay``, the real replay path) as a
-process of its own on a dataset folder or bag, records what it publishes over DDS and stops once the replay
-has been silent for ``--idle-timeout`` seconds. Messages are sent best effort, as a camera driver sends them;
+process of its own on a dataset folder or bag (it starts once the recorder's subscriptions have matched, so
+no frame is lost to discovery), records what it publishes over DDS and stops once the replay has ended
+(or been silent for ``--idle-timeout`` seconds). Messages are sent best effort, as a camera driver sends them;
 the summary says how many of each topic were recorded.
 """
 
@@ -122,7 +123,9 @@ class BagRecorder:
 def _start_replay(source: str, rate: float, log_dir: Path):
     """replay_node in a process of its own, as ros2 run would start it (rc_offline.pipeline)."""
     from rc_offline.pipeline import NodeProcesses, default_params_file
-    procs = NodeProcesses(default_params_file(), {'replay_node': {'source': source, 'rate': rate}}, log_dir,
+    # It starts once the recorder's subscriptions have matched (no frame lost to discovery), exits at the end.
+    params = {'source': source, 'rate': rate, 'wait_for_subscribers': 1, 'exit_when_done': True}
+    procs = NodeProcesses(default_params_file(), {'replay_node': params}, log_dir,
                           nodes=(('replay_node', 'rc_offline.replay'),))
     procs.start()
     return procs

@@ -33,7 +33,7 @@ from std_msgs.msg import Header
 
 from rc_offline.replay_sources import MSG_TYPES, TOPICS, BagSource, DatasetSource, ReplayEvent, open_source
 from rc_perception import qos
-from rc_perception.node_support import RateMeter, StartupError, main_for, startup_params
+from rc_perception.node_support import Finished, RateMeter, StartupError, main_for, startup_params
 from rc_perception.params import ParamSpec
 
 __all__ = ['BagSource', 'DatasetSource', 'ReplayEvent', 'ReplayNode', 'Replayer', 'open_source']
@@ -157,6 +157,12 @@ PARAMS = (
               'here and use_sim_time downstream).', read_only=True),
     ParamSpec('publish_clock', False, 'Publish each event\'s header stamp on /clock (rosgraph_msgs/Clock) '
               'before its messages, for nodes with use_sim_time.', read_only=True),
+    ParamSpec('wait_for_subscribers', 0, 'Before the first message, wait until every replayed topic has at '
+              'least this many subscriptions (0: start at once). 1 when a recorder or the pipeline starts '
+              'alongside: otherwise the frames sent before discovery has matched them are lost.', min=0,
+              max=100, read_only=True),
+    ParamSpec('exit_when_done', False, 'Exit (code 0) when the replay has run to its end, as ros2 bag play '
+              'does; false: keep the topics up, like a camera driver. Ignored with loop.', read_only=True),
     ParamSpec('frame_id', 'camera_color_optical_frame', 'frame_id of dataset frames (bags keep theirs).',
               read_only=True),
     ParamSpec('bag_rgb_topic', '/camera/rgb', 'RGB topic in the bag.', read_only=True),
@@ -186,8 +192,27 @@ class ReplayNode(Node):
                                  publish_clock=p.publish_clock)
         unit = 'frames' if isinstance(source, DatasetSource) else 'messages'
         self.get_logger().info(f'replaying {len(source)} {unit} from {p.source}')
-        self.replayer.start()
+        #: Publishers whose subscriptions are counted before the start (the topics the source has).
+        self._awaited = [self.replayer.publishers[s]
+                         for s in getattr(source, 'topics', self.replayer.publishers)]
+        self._waited = 0
+        if p.wait_for_subscribers:
+            self._start_timer = self.create_timer(0.1, self._start_when_subscribed)
+        else:
+            self.replayer.start()
         self._done_timer = self.create_timer(0.5, self._check_done)
+
+    def _start_when_subscribed(self) -> None:
+        want = self.params.values.wait_for_subscribers
+        short = sorted(pub.topic_name for pub in self._awaited if pub.get_subscription_count() < want)
+        if short:
+            self._waited += 1
+            if self._waited % 50 == 1:  # at once, then every 5 s
+                self.get_logger().info(f"waiting for {want} subscription(s) on {', '.join(short)} "
+                                       '(wait_for_subscribers) before the first message')
+            return
+        self._start_timer.cancel()
+        self.replayer.start()
 
     @staticmethod
     def _open_source(p):
@@ -206,6 +231,8 @@ class ReplayNode(Node):
             if self.replayer.error is None:
                 self.get_logger().info(f'replay finished: {self.replayer.published.count} events published')
             self._done_timer.cancel()
+            if self.params.values.exit_when_done and self.replayer.error is None:
+                raise Finished('replay finished')
 
     def destroy_node(self) -> None:
         if self.replayer is not None:

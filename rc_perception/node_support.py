@@ -21,13 +21,19 @@ from rc_perception.fastdds import apply_large_message_profile
 from rc_perception.params import NodeParams, ParamSpec
 from rc_perception.stop_signals import StopSignals
 
-__all__ = ['BadInput', 'Diagnostics', 'RateMeter', 'StartupError', 'main_for', 'run_nodes', 'startup_params']
+__all__ = ['BadInput', 'Diagnostics', 'Finished', 'RateMeter', 'StartupError', 'main_for', 'run_nodes',
+           'startup_params']
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
 
 class StartupError(RuntimeError):
     """A node cannot start (missing model, bad parameters). The message says what is wrong and the fix."""
+
+
+class Finished(Exception):
+    """Raised from a node's callback when its work is done (replay_node at the end of its source): the
+    process stops as on SIGINT (every node destroyed, then the context), exit code 0."""
 
 
 def startup_params(node: Node, specs: Sequence[ParamSpec],
@@ -158,8 +164,8 @@ def _spin_until_stopped(executor: SingleThreadedExecutor, stop: StopSignals) -> 
         try:
             while not halt.is_set():
                 executor.spin_once()
-        except ExternalShutdownException:
-            pass  # the context was shut down from inside the process: an ordinary stop
+        except (ExternalShutdownException, Finished):
+            pass  # the context was shut down from inside the process, or a node is done: an ordinary stop
         except BaseException as exc:  # handed to the main thread, raised there after the clean-up
             failure.append(exc)
         finally:
@@ -201,9 +207,10 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
     Running: one single-threaded executor serves every node's callbacks (a node with heavy work, like the
     student, runs it in a worker thread of its own).
 
-    Stop, on SIGINT or SIGTERM (exit code 0): the executor finishes the callback in hand and stops, each
-    node is destroyed in reverse order (a node's ``destroy_node`` stops its worker threads), and only then
-    is the context shut down, so no thread ever publishes through a dead context. rclpy's own handlers
+    Stop, on SIGINT or SIGTERM, or a callback raising ``Finished`` (exit code 0): the executor finishes the
+    callback in hand and stops, each node is destroyed in reverse order (a node's ``destroy_node`` stops its
+    worker threads), and only then is the context shut down, so no thread ever publishes through a dead
+    context. rclpy's own handlers
     would shut the context down first, from inside the signal handler. More signals during the stop (a
     terminal's Ctrl-C and ros2 launch each send SIGINT) change nothing.
     """

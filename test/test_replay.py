@@ -224,6 +224,30 @@ def test_replay_node_process_publishes_and_exits_cleanly(ros_graph, tmp_path):
 
 
 @pytest.mark.dds
+def test_replay_node_waits_for_every_topic_loses_no_frame_and_exits_when_done(ros_graph, tmp_path):
+    root = write_dataset(tmp_path / 'data', frames=5)
+    proc = node_process('rc_offline.replay', ['-p', f'source:={root}', '-p', 'rate:=10.0',
+                                              '-p', 'wait_for_subscribers:=1', '-p', 'exit_when_done:=true'])
+    try:
+        ros_graph.wait_for_publishers('camera/rgb', timeout=30.0)
+        rgb = ros_graph.collect(Image, 'camera/rgb')
+        time.sleep(1.5)  # one topic subscribed of four: still waiting, nothing sent, still running
+        assert not rgb.messages and proc.poll() is None
+        rest = [ros_graph.collect(Image, 'camera/depth'), ros_graph.collect(Image, 'camera/depth/confidence'),
+                ros_graph.collect(CameraInfo, 'camera/camera_info')]
+        out, _ = proc.communicate(timeout=30.0)  # it ends by itself after the fifth frame
+    finally:
+        if proc.returncode is None:
+            stop_process(proc)
+    assert proc.returncode == 0, out
+    assert len(rgb.messages) == 5 and all(len(c.messages) == 5 for c in rest), out
+    # (camera/rgb may have matched before the first check)
+    waiting = 'waiting for 1 subscription(s) on /camera/camera_info, /camera/depth, /camera/depth/confidence'
+    assert waiting in out, out
+    assert 'replay finished: 5 events published' in out, out
+
+
+@pytest.mark.dds
 @pytest.mark.parametrize('args, message', [
     ([], 'set the source parameter'),
     (['-p', 'source:=/no/such/folder'], 'replay source /no/such/folder does not exist'),
