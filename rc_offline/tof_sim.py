@@ -20,10 +20,11 @@ Failure modes, each a real ToF behaviour:
 * **Grazing angles**: invalid where the incidence angle exceeds ``grazing_deg`` (the floor far ahead).
 * **Flying pixels**: where the range spread within ``edge_radius`` pixels exceeds ``edge_threshold +
   edge_relative * range`` the pixel's footprint (a native ToF pixel is larger than an RGB pixel) straddles
-  a depth edge; a random share of its light comes from the other surface and
-  it reports the amplitude-weighted mix of both ranges, between foreground and background. Its confidence
-  drops with the mixing (``edge_confidence_drop``), so a confidence threshold removes most of these, but
-  lightly mixed ones (a few cm to dm off) keep a high confidence.
+  a depth edge; a random share of its footprint sees the other surface and it reports the
+  amplitude-weighted mix of both ranges, between foreground and background, each side's light from its
+  own reflectance, incidence and distance (beside an absorbent surface the bright side dominates, whichever
+  side the pixel is on). Its confidence drops with the mixing (``edge_confidence_drop``), so a confidence
+  threshold removes most of these, but lightly mixed ones (a few cm to dm off) keep a high confidence.
 * **Noise**: Gaussian range noise ``sigma = noise_floor * (1 + range) * sqrt(min(amplitude_ref / a, 30))``,
   growing with distance and with falling signal; plus rare isolated dropouts (``random_dropout``).
 
@@ -85,21 +86,23 @@ def confidence_of_amplitude(amplitude: np.ndarray, config: ToFConfig) -> np.ndar
     return 255.0 * (1.0 - np.exp(-np.asarray(amplitude, np.float32) / np.float32(config.amplitude_ref)))
 
 
-def _neighbourhood_min_max(r: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum and maximum over (2 radius + 1)^2 windows (edges replicated), separably."""
-    padded = np.pad(r, radius, mode='edge')
+def _neighbourhood_extremes(r: np.ndarray, value: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
+    """Minimum and maximum of ``r`` over (2 radius + 1)^2 windows (edges replicated), and ``value`` at the
+    pixels where they are (the first such pixel in raster order of the offsets on ties)."""
     h, w = r.shape
+    pr, pv = np.pad(r, radius, mode='edge'), np.pad(value, radius, mode='edge')
+    lo, hi = r.copy(), r.copy()
+    v_lo, v_hi = value.copy(), value.copy()
     size = 2 * radius + 1
-    out = []
-    for reduce in (np.minimum, np.maximum):
-        rows = padded[:, :w].copy()
-        for k in range(1, size):
-            reduce(rows, padded[:, k:k + w], out=rows)
-        acc = rows[:h].copy()
-        for k in range(1, size):
-            reduce(acc, rows[k:k + h], out=acc)
-        out.append(acc)
-    return out[0], out[1]
+    for dy in range(size):
+        for dx in range(size):
+            rr, vv = pr[dy:dy + h, dx:dx + w], pv[dy:dy + h, dx:dx + w]
+            less, more = rr < lo, rr > hi
+            np.copyto(lo, rr, where=less)
+            np.copyto(v_lo, vv, where=less)
+            np.copyto(hi, rr, where=more)
+            np.copyto(v_hi, vv, where=more)
+    return lo, hi, v_lo, v_hi
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,8 +174,10 @@ def simulate_tof(depth: np.ndarray, ray_norm: np.ndarray, cos_incidence: np.ndar
     amplitude = (nir * cos_incidence / (r * r) * (1.0 / ray_norm) ** f32(cfg.vignetting_power)
                  * (1.0 - f32(0.7) * specular)).astype(f32)
 
-    # Flying pixels: mix with the other side of a depth edge.
-    lo, hi = _neighbourhood_min_max(r, cfg.edge_radius)
+    # Flying pixels: mix with the other side of a depth edge, each side weighted by the light it returns
+    # (reflectance, incidence and vignetting from its own pixel, distance from its own range).
+    reflected = amplitude * r * r
+    lo, hi, refl_lo, refl_hi = _neighbourhood_extremes(r, reflected, cfg.edge_radius)
     edge = (hi - lo) > f32(cfg.edge_threshold) + f32(cfg.edge_relative) * r
     r_meas = r.copy()
     amp_meas = amplitude.copy()
@@ -180,9 +185,13 @@ def simulate_tof(depth: np.ndarray, ray_norm: np.ndarray, cos_incidence: np.ndar
     idx = np.flatnonzero(edge)
     if idx.size:
         re, loe, hie, ae = r.ravel()[idx], lo.ravel()[idx], hi.ravel()[idx], amplitude.ravel()[idx]
-        other = np.where(re - loe < hie - re, hie, loe)
+        far = re - loe < hie - re
+        other = np.where(far, hie, loe)
+        refl_other = np.where(far, refl_hi.ravel()[idx], refl_lo.ravel()[idx])
         share = rng.uniform(0.0, cfg.max_mixing, idx.size).astype(f32)
-        other_gain = (re / other) ** 2                         # same reflectance, other distance
+        # light from the other surface per unit of this one's: a dark surface beside a bright one adds
+        # almost nothing to its reading (an absorbent box does not pull the wall behind it forward)
+        other_gain = (re / other) ** 2 * refl_other / np.maximum(reflected.ravel()[idx], f32(1e-12))
         light_other = share * other_gain
         weight = light_other / (light_other + (1 - share))     # amplitude-weighted share of the other range
         r_meas.ravel()[idx] = re + weight * (other - re)

@@ -210,6 +210,32 @@ def test_flying_pixels_between_foreground_and_background():
         'flying pixels should have lower confidence than the box interior'
 
 
+def test_an_absorbent_box_does_not_pull_the_wall_behind_it_forward():
+    # A mixed pixel's reading is weighted by the light each side returns: the near side of an edge
+    # dominates when both reflect alike (above), but an absorbent box (the drive's dark block) returns
+    # almost nothing, so the wall pixels around its silhouette keep (nearly) the wall's range and the
+    # box's own edge pixels, if valid, report the wall: no point is left hanging in the air between them.
+    from dataclasses import replace
+    absorbent = scenes.Material('dark', (0.03, 0.03, 0.035), nir=0.001, specular=0.05)
+    scene = corridor(box_ahead(3, distance=1.0, size=0.5), length=4.0)
+    scene = replace(scene, materials=scene.materials[:3] + (absorbent,) + scene.materials[4:])
+    f = frame_of(scene)
+    geo = scenes.render_geometry(scene, CAMERA, INTR, shading_inputs=False)
+    on_box = geo.surface == 6
+    near_edge = np.zeros_like(on_box)
+    for shift in range(-TOF.edge_radius, TOF.edge_radius + 1):
+        near_edge |= on_box ^ np.roll(on_box, shift, axis=1)
+    near_edge &= np.abs(np.arange(480)[:, None] - 240) < 60
+    tof = tof_metres(f)
+    valid = near_edge & np.isfinite(tof)
+    assert valid.sum() >= 50, f'expected wall readings beside the silhouette, found {valid.sum()}'
+    # the worst a wall pixel can move: 70 % of its footprint on a box of NIR 0.001 at 1 m against NIR 0.8
+    # at 3.5 m gives the box 1/46 of the light, about 5 cm of the 2.5 m between them (plus noise, up to
+    # several cm at 3.5 m)
+    hanging = valid & (tof > 1.0 + 0.15) & (tof < 3.5 - 0.3)
+    assert hanging.sum() == 0, f'{hanging.sum()} readings between the box and the wall: {tof[hanging][:10]}'
+
+
 def test_noise_grows_with_distance():
     spread = {}
     for distance in (0.8, 3.0):
