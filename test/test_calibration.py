@@ -5,8 +5,8 @@ import pytest
 
 from depth_fusion.calibration import (
     Calibration,
-    CalibrationFile,
     CalibrationError,
+    CalibrationFile,
     PixelPairs,
     least_squares,
     median_scale,

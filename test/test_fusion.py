@@ -555,10 +555,10 @@ def test_fuser_reuses_buffers_and_follows_shape_changes():
 
 def test_defaults_are_the_documented_ones():
     """The defaults doc/parameters.md documents for the node (written out here, not read from the code)."""
-    expected = dict(mode='local', range_min=0.1, range_max=4.0, confidence_threshold=50.0, alpha=1.0, beta=0.0,
-                    median_min_pixels=100, fit_sample_size=8192, online_smoothing=0.8, online_min_inliers=200,
-                    online_outlier_threshold=0.15, online_min_spread=0.2, local_min_ring=20,
-                    output_grid='student', min_student_delta1=0.75, trust_hysteresis=0.05,
+    expected = dict(mode='local', range_min=0.1, range_max=4.0, confidence_threshold=50.0, alpha=1.0,
+                    beta=0.0, median_min_pixels=100, fit_sample_size=8192, online_smoothing=0.8,
+                    online_min_inliers=200, online_outlier_threshold=0.15, online_min_spread=0.2,
+                    local_min_ring=20, output_grid='student', min_student_delta1=0.75, trust_hysteresis=0.05,
                     trust_min_overlap=0.05, trust_when_blind='last', accuracy_smoothing=0.7,
                     ground_tolerance=0.25)
     got = vars(FusionConfig())
@@ -576,9 +576,11 @@ def test_defaults_are_the_documented_ones():
     ({'accuracy_smoothing': -0.01}, 'accuracy_smoothing'),
     ({'ground_tolerance': 0.0}, None), ({'ground_tolerance': 0.999}, None),
     ({'ground_tolerance': -0.01}, 'ground_tolerance'),
-    ({'online_outlier_threshold': 1e-9}, None), ({'online_outlier_threshold': 0.0}, 'online_outlier_threshold'),
+    ({'online_outlier_threshold': 1e-9}, None),
+    ({'online_outlier_threshold': 0.0}, 'online_outlier_threshold'),
     ({'fit_sample_size': 0, 'median_min_pixels': 1, 'online_min_inliers': 2, 'local_min_ring': 1}, None),
-    ({'fit_sample_size': -1}, 'fit_sample_size must be >= 0'), ({'median_min_pixels': 0}, 'median_min_pixels'),
+    ({'fit_sample_size': -1}, 'fit_sample_size must be >= 0'),
+    ({'median_min_pixels': 0}, 'median_min_pixels'),
     ({'online_min_inliers': 1}, 'online_min_inliers'), ({'local_min_ring': 0}, 'local_min_ring'),
     ({'output_grid': 'tof'}, None), ({'output_grid': 'camera'}, 'output_grid must be one of'),
 ])
