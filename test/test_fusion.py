@@ -1,6 +1,8 @@
 """depth_fusion.fusion and depth_fusion.kernel: truth tables for every rule, the compiled pass against the
 numpy specification, corrections, grids of any size, local alignment."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -770,3 +772,26 @@ def test_hole_labelling_of_a_checkerboard_stays_within_its_buffers():
         n, k = run(source, labels, pix, lab)
         assert (n, k) == (h * w // 2, 2 * h * (w - 1)), (run, n, k)
         np.testing.assert_array_equal(labels, expected)
+
+
+# ----------------------------------------------------------------------------- the kernel's compilation
+
+def test_the_compiled_passes_are_kept_in_numbas_on_disk_cache():
+    """Compiled once, then loaded at each start: every compiled entry point has its cache index on disk."""
+    for name, dispatcher in (('_fuse_loop', kernel.fuse_compiled), ('_hole_scales', kernel.hole_scales),
+                             ('_scale_holes', kernel.scale_holes), ('_plane_support', kernel.plane_support),
+                             ('_label_holes', kernel._label_holes)):
+        path = dispatcher.stats.cache_path
+        assert path is not None, f'{name}: compiled without the on-disk cache'
+        assert list(Path(path).glob(f'kernel.{name}-*.nbi')), f'{name}: no cache index in {path}'
+
+
+def test_without_numba_the_kernel_helpers_are_the_plain_functions(monkeypatch):
+    monkeypatch.setattr(kernel, '_NUMBA_PROBLEM', 'numba cannot be imported (a test)')
+
+    def helper(x):
+        return x + 1
+
+    assert kernel._jit(helper) is helper
+    assert kernel._jit(inline='always')(helper) is helper
+    assert kernel._jit(helper, ['int64(int64)'], fastmath=True) is helper
