@@ -795,3 +795,38 @@ def test_without_numba_the_kernel_helpers_are_the_plain_functions(monkeypatch):
     assert kernel._jit(helper) is helper
     assert kernel._jit(inline='always')(helper) is helper
     assert kernel._jit(helper, ['int64(int64)'], fastmath=True) is helper
+
+
+@BOTH
+def test_delta1_is_strict_at_both_ends(compiled):
+    """Within delta1 means d / t and t / d both below 1.25: d = 1.875, t = 1.5 (d - t = t / 4) and d = 1.25,
+    t = 1.5625 (t - d = d / 4) are exactly 1.25 off, so not within (exact binary fractions); 2.4 / 2.0 is."""
+    tof = f32([1.0, 1.5, 2.0, 2.0, 1.5625])
+    student = f32([1.0, 1.875, 2.4, 5.0, 1.25])
+    cfg = FusionConfig(mode='gated', range_max=10.0, fit_sample_size=0, ground_tolerance=0.0, **NO_GATE)
+    acc = Fuser(cfg, compiled=compiled).fuse(student, tof).accuracy
+    assert (acc.pixels, acc.delta1) == (5, 2 / 5), acc
+    assert acc.absrel == pytest.approx((0 + 0.25 + 0.2 + 1.5 + 0.2) / 5, rel=1e-6), acc
+
+
+def test_compiled_pass_reads_any_index_maps():
+    """The kernel reads the pixels its index maps name, whatever they are: here columns reversed and rows
+    repeated on grids of the images' own sizes (the maps are not the identity though the sizes match)."""
+    rng = np.random.default_rng(5)
+    student, tof, conf = random_inputs(rng, np.float32, np.uint8, (6, 7), (6, 7))
+    lo, hi, tscale, cthr = _tof_rule(tof, '32FC1', conf, FusionConfig(range_min=0.1, range_max=4.0,
+                                                                      confidence_threshold=50.0))
+    rows = np.array([0, 0, 2, 3, 5, 5], np.int64)
+    cols = np.arange(7, dtype=np.int64)[::-1].copy()
+    outs = []
+    for run in (kernel.fuse_compiled, kernel.fuse_reference):
+        out, src = np.empty((6, 7), np.float32), np.empty((6, 7), np.uint8)
+        counts = run(student, rows, cols, tof, rows, cols, conf, cthr, lo, hi, tscale, F32(1.0), F32(0.0), 1,
+                     out, src)
+        outs.append((out, src, counts[:4]))
+    assert np.array_equal(outs[0][0].view(np.uint32), outs[1][0].view(np.uint32))
+    assert np.array_equal(outs[0][1], outs[1][1]) and outs[0][2] == outs[1][2]
+    expected = np.where(tof_valid(tof, '32FC1', 0.1, 4.0, conf, 50.0), SOURCE_TOF, SOURCE_NONE)
+    student_ok = np.isfinite(student) & (student > 0)
+    expected = np.where(expected == SOURCE_NONE, np.where(student_ok, SOURCE_STUDENT, SOURCE_NONE), expected)
+    np.testing.assert_array_equal(outs[0][1], expected[np.ix_(rows, cols)])
