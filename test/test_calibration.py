@@ -6,6 +6,7 @@ import pytest
 from depth_fusion.calibration import (
     Calibration,
     CalibrationError,
+    CalibrationFile,
     PixelPairs,
     least_squares,
     median_scale,
@@ -141,3 +142,82 @@ def test_hand_written_file_with_integers(tmp_path):
     path = tmp_path / 'cal.yaml'
     path.write_text('alpha: 1\nbeta: 0\n')
     assert read_calibration(path) == Calibration(1.0, 0.0, {})
+
+
+def test_pixel_pairs_default_cap_and_empty_arrays():
+    pairs = PixelPairs()
+    x, y = pairs.arrays()
+    assert (x.size, y.size) == (0, 0), 'no frame: no pairs'
+    big = np.full((150, 200), 2.0, np.float32)  # 30000 valid pixels
+    assert pairs.add(big, big) == 20000, 'the documented default: 20000 pixels a frame'
+
+
+def test_pixel_pairs_need_both_depths_strictly_positive():
+    pairs = PixelPairs(per_frame=0)
+    student = np.array([[0.5, 2.0, 0.0, 2.0, 0.25]], np.float32)
+    tof = np.array([[0.5, 0.0, 2.0, 0.75, -1.0]], np.float32)
+    assert pairs.add(student, tof) == 2  # (0.5, 0.5) and (2.0, 0.75): a 0 or negative on either side is none
+    x, y = pairs.arrays()
+    np.testing.assert_array_equal(np.stack([x, y]), [[0.5, 2.0], [0.5, 0.75]])
+
+
+def test_calibration_file_written_into_new_folders_with_six_decimals(tmp_path):
+    path = tmp_path / 'a' / 'b' / 'cal.yaml'
+    write_calibration(path, Calibration(1.25, -0.5, {'rmse_after': 0.123456789, 'frames': np.int64(7),
+                                                     'source': 'bag', 'scale': np.float32(0.5)}))
+    cal = read_calibration(path)
+    assert (cal.alpha, cal.beta) == (1.25, -0.5)
+    assert cal.fit['rmse_after'] == 0.123457 and cal.fit['scale'] == 0.5, cal.fit
+    assert cal.fit['frames'] == 7 and type(cal.fit['frames']) is int and cal.fit['source'] == 'bag', cal.fit
+    write_calibration(path.with_name('again.yaml'), Calibration(2.0, 0.0))  # into the folder now there
+    assert read_calibration(path.with_name('again.yaml')).alpha == 2.0
+
+
+# ------------------------------------------------------------------- the node's calibration_file parameter
+
+def cal_file(tmp_path, name, alpha, beta=0.0):
+    path = tmp_path / name
+    path.write_text(f'alpha: {alpha}\nbeta: {beta}\n')
+    return path
+
+
+def test_calibration_file_checked_reading_is_the_one_adopted(tmp_path):
+    path = cal_file(tmp_path, 'cal.yaml', 1.5, 0.25)
+    f = CalibrationFile()
+    assert f.check(f'  {path} ') is None
+    path.write_text('alpha: 2.0\nbeta: 0.0\n')  # changed between the check and the adoption
+    assert f.adopt(f' {path}  ') is True, 'a new file was loaded'
+    assert (f.path, f.alpha_beta(1.0, 0.0)) == (str(path), (1.5, 0.25)), 'the reading that was checked'
+    assert f.adopt(str(path)) is False and f.alpha_beta(1.0, 0.0) == (1.5, 0.25), 'same path: nothing new'
+
+
+def test_calibration_file_unchecked_adoption_reads_now_and_raises(tmp_path):
+    f = CalibrationFile()
+    good = cal_file(tmp_path, 'good.yaml', 0.5, -0.125)
+    assert f.adopt(str(good)) is True and f.alpha_beta(1.0, 0.0) == (0.5, -0.125)
+    other = cal_file(tmp_path, 'other.yaml', 3.0)
+    f.check(str(good))          # a check of another path does not stand for this one
+    assert f.adopt(str(other)) is True and f.alpha_beta(1.0, 0.0) == (3.0, 0.0)
+    with pytest.raises(CalibrationError, match='does not exist'):
+        f.adopt(str(tmp_path / 'missing.yaml'))
+
+
+def test_calibration_file_check_reports_problems_of_new_paths_only(tmp_path):
+    f = CalibrationFile()
+    path = cal_file(tmp_path, 'cal.yaml', 1.25)
+    assert f.check('') is None and f.check('   ') is None, 'empty: no file'
+    missing = tmp_path / 'missing.yaml'
+    problem = f.check(str(missing))
+    assert problem is not None and str(missing) in problem and 'does not exist' in problem, problem
+    assert f.adopt(str(path)) is True
+    path.write_text('alpha: [1\n')  # broken after it was loaded: the path in use is not read again
+    assert f.check(str(path)) is None
+    assert 'not valid YAML' in f.check(str(cal_file(tmp_path, 'bad.yaml', '[1')))
+
+
+def test_calibration_file_empty_path_falls_back_to_the_parameters(tmp_path):
+    f = CalibrationFile()
+    assert f.adopt('') is False and f.calibration is None and f.alpha_beta(1.1, 0.2) == (1.1, 0.2)
+    assert f.adopt(str(cal_file(tmp_path, 'cal.yaml', 0.75))) is True
+    assert f.adopt('  ') is False, 'dropping the file loads nothing'
+    assert (f.path, f.calibration, f.alpha_beta(1.1, 0.2)) == ('', None, (1.1, 0.2))

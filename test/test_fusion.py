@@ -1,6 +1,8 @@
 """depth_fusion.fusion and depth_fusion.kernel: truth tables for every rule, the compiled pass against the
 numpy specification, corrections, grids of any size, local alignment."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,8 @@ from rc_perception.depth import to_metres
 
 NAN, INF = np.nan, np.inf
 F32 = np.float32
+POS_MIN = np.nextafter(F32(0), F32(1))  # the smallest positive float32 (a denormal), written out here
+FLT_MAX = np.finfo(np.float32).max        # the largest finite float32
 BOTH = pytest.mark.parametrize('compiled', [True, False], ids=['numba', 'numpy'])
 NO_GATE = {'min_student_delta1': 0.0}
 
@@ -153,6 +157,8 @@ def test_gated_fusion_truth_table(compiled):
         ('neither: student +inf', NAN, 200, INF, NAN, SOURCE_NONE),
         ('neither: student -inf', NAN, 200, -INF, NAN, SOURCE_NONE),
         ('student tiny but positive', NAN, 200, 1e-30, F32(1e-30), SOURCE_STUDENT),
+        ('student the smallest positive float32', NAN, 200, POS_MIN, POS_MIN, SOURCE_STUDENT),
+        ('student the largest finite float32', NAN, 200, FLT_MAX, FLT_MAX, SOURCE_STUDENT),
         ('unconfident ToF, student 0.0', 2.0, 0, 0.0, NAN, SOURCE_NONE),
     ]
     tof = f32([r[1] for r in rows])
@@ -164,7 +170,7 @@ def test_gated_fusion_truth_table(compiled):
     check_table(res.depth, [r[4] for r in rows], labels, 'fused depth')
     check_table(res.source, [r[5] for r in rows], labels, 'source map')
     assert res.depth.dtype == np.float32 and res.source.dtype == np.uint8
-    assert (res.tof_pixels, res.student_pixels) == (5, 7), (res.tof_pixels, res.student_pixels)
+    assert (res.tof_pixels, res.student_pixels) == (5, 9), (res.tof_pixels, res.student_pixels)
 
 
 @BOTH
@@ -545,3 +551,282 @@ def test_fuser_reuses_buffers_and_follows_shape_changes():
     c = fuser.fuse(np.ones((6, 8), np.float32), np.full((6, 8), 2.0, np.float32))
     assert c.depth is b.depth, 'expected the output array to be reused for the same shape'
     assert np.all(c.depth == 2.0)
+
+
+# ------------------------------------------------------------------------ settings: defaults and bounds
+
+def test_defaults_are_the_documented_ones():
+    """The defaults doc/parameters.md documents for the node (written out here, not read from the code)."""
+    expected = dict(mode='local', range_min=0.1, range_max=4.0, confidence_threshold=50.0, alpha=1.0,
+                    beta=0.0, median_min_pixels=100, fit_sample_size=8192, online_smoothing=0.8,
+                    online_min_inliers=200, online_outlier_threshold=0.15, online_min_spread=0.2,
+                    local_min_ring=20, output_grid='student', min_student_delta1=0.75, trust_hysteresis=0.05,
+                    trust_min_overlap=0.05, trust_when_blind='last', accuracy_smoothing=0.7,
+                    ground_tolerance=0.25)
+    got = vars(FusionConfig())
+    assert got == expected, {k: (got[k], v) for k, v in expected.items() if got.get(k) != v}
+
+
+@pytest.mark.parametrize('kwargs, problem', [
+    ({'alpha': 0.01}, None), ({'alpha': 100.0}, None), ({'alpha': 0.0099}, 'alpha must be within'),
+    ({'alpha': 100.01}, 'alpha must be within'),
+    ({'beta': -100.0}, None), ({'beta': 100.0}, None), ({'beta': -100.01}, 'beta must be within'),
+    ({'beta': 100.01}, 'beta must be within'),
+    ({'online_smoothing': 0.0, 'accuracy_smoothing': 0.0}, None),
+    ({'online_smoothing': 0.999, 'accuracy_smoothing': 0.999}, None),
+    ({'online_smoothing': 1.0}, 'online_smoothing'), ({'online_smoothing': -0.01}, 'online_smoothing'),
+    ({'accuracy_smoothing': -0.01}, 'accuracy_smoothing'),
+    ({'ground_tolerance': 0.0}, None), ({'ground_tolerance': 0.999}, None),
+    ({'ground_tolerance': -0.01}, 'ground_tolerance'),
+    ({'online_outlier_threshold': 1e-9}, None),
+    ({'online_outlier_threshold': 0.0}, 'online_outlier_threshold'),
+    ({'fit_sample_size': 0, 'median_min_pixels': 1, 'online_min_inliers': 2, 'local_min_ring': 1}, None),
+    ({'fit_sample_size': -1}, 'fit_sample_size must be >= 0'),
+    ({'median_min_pixels': 0}, 'median_min_pixels'),
+    ({'online_min_inliers': 1}, 'online_min_inliers'), ({'local_min_ring': 0}, 'local_min_ring'),
+    ({'output_grid': 'tof'}, None), ({'output_grid': 'camera'}, 'output_grid must be one of'),
+])
+def test_settings_accepted_at_and_refused_beyond_their_bounds(kwargs, problem):
+    if problem is None:
+        FusionConfig(**kwargs)
+    else:
+        with pytest.raises(ValueError, match=problem):
+            FusionConfig(**kwargs)
+
+
+# ----------------------------------------------------------------------- ToF bounds and the corrections
+
+def test_millimetre_bounds_beyond_the_largest_reading():
+    """range_max above 65.535 m: every millimetre value but 0 is a reading; a range above it: none."""
+    mm = np.array([[65535, 65534, 1, 0]], np.uint16)
+    check_table(tof_valid(mm, '16UC1', 0.0, 100.0), [True, True, True, False],
+                ['65535 mm', '65534 mm', '1 mm', '0 mm'], 'range_max 100 m')
+    assert not tof_valid(mm, '16UC1', 70.0, 100.0).any(), 'range 70-100 m: no millimetre reading passes'
+
+
+@pytest.mark.parametrize('encoding', ['16UC1', '32FC1'])
+def test_median_scale_of_a_millimetre_tof_is_taken_in_metres(encoding):
+    student = np.full((10, 10), 2.0, np.float32)
+    tof = np.full((10, 10), 2500, np.uint16) if encoding == '16UC1' else np.full((10, 10), 2.5, np.float32)
+    cfg = FusionConfig(mode='median', fit_sample_size=0, median_min_pixels=10, **NO_GATE)
+    c = fuse(student, tof, encoding, config=cfg).correction
+    assert (c.status, c.alpha, c.beta, c.pixels) == ('median', 1.25, 0.0, 100), c  # 2.5 m / 2.0 m
+
+
+@pytest.mark.parametrize('student_m, tof_m, scale', [(100.0, 1.0, 0.01), (0.5, 50.0, 100.0),
+                                                    (200.0, 1.0, None), (0.25, 50.0, None)])
+def test_median_scale_exactly_at_the_ends_of_the_alpha_range_is_used(student_m, tof_m, scale):
+    """Scales of exactly 0.01 and 100 (1 / 100, 50 / 0.5) are used; 0.005 and 200 are not."""
+    student = np.full((4, 4), student_m, np.float32)
+    tof = np.full((4, 4), tof_m, np.float32)
+    tof[:, 2:] = np.nan
+    cfg = FusionConfig(mode='median', range_max=60.0, fit_sample_size=0, median_min_pixels=8, **NO_GATE)
+    res = fuse(student, tof, config=cfg)
+    if scale is None:
+        c = res.correction
+        assert (c.status, c.alpha, c.pixels) == ('none', 1.0, 8) and 'unusable scale' in c.detail, c
+        assert np.all(res.depth[:, 2:] == F32(student_m))
+    else:
+        assert (res.correction.status, res.correction.alpha) == ('median', scale), res.correction
+        assert np.all(res.depth[:, 2:] == F32(student_m) * F32(scale))
+
+
+def test_the_fits_take_the_student_readings_from_the_smallest_to_the_largest_float32():
+    student = f32([POS_MIN, 2.0, FLT_MAX, 0.0, -0.0, -1.0, INF, -INF, NAN])
+    tof = np.ones_like(student)
+    cfg = FusionConfig(mode='median', fit_sample_size=0, median_min_pixels=3, **NO_GATE)
+    c = fuse(student, tof, config=cfg).correction
+    assert (c.status, c.pixels, c.alpha) == ('median', 3, 0.5), c  # median 1.0 / median 2.0
+
+
+@pytest.mark.parametrize('mode', ['gated', 'affine', 'median', 'online_affine'])
+def test_a_correction_without_a_tof_looks_at_no_pixels(mode):
+    res = fuse(np.full((4, 4), 2.0, np.float32), None, config=FusionConfig(mode=mode, **NO_GATE))
+    assert res.correction.pixels == 0, res.correction
+    tof_only = fuse(None, np.full((4, 4), 2.0, np.float32), config=FusionConfig(mode=mode, **NO_GATE))
+    c = tof_only.correction
+    assert (c.alpha, c.beta, c.status, c.pixels) == (1.0, 0.0, 'none', 0), c
+
+
+# ------------------------------------------------------------------------------- the accuracy's rows
+
+@BOTH
+def test_the_accuracy_looks_at_evenly_spaced_rows(compiled):
+    """80 pixels and fit_sample_size 20: every 4th row from row 2 (rows 2 and 6 of 10), 16 pixels, all
+    overlapping; the student disagrees on every other row, which the figures must not see."""
+    tof = np.full((10, 8), 2.0, np.float32)
+    student = np.full((10, 8), 9.0, np.float32)
+    student[[2, 6]] = 2.0
+    cfg = FusionConfig(mode='gated', fit_sample_size=20, ground_tolerance=0.0, **NO_GATE)
+    acc = Fuser(cfg, compiled=compiled).fuse(student, tof).accuracy
+    assert (acc.pixels, acc.overlap, acc.delta1, acc.absrel) == (16, 1.0, 1.0, 0.0), acc
+    # a 10 x 3 grid with fit_sample_size 10: every 3rd row from row 1 (1, 4, 7), the ToF on rows 1 and 4
+    tof = np.full((10, 3), NAN, np.float32)
+    tof[[1, 4]] = 2.0
+    acc = Fuser(cfg.__class__(**{**vars(cfg), 'fit_sample_size': 10}), compiled=compiled).fuse(
+        np.full((10, 3), 2.0, np.float32), tof).accuracy
+    assert (acc.pixels, acc.overlap) == (6, pytest.approx(6 / 9)), acc
+    # more samples than pixels, or 0 (all): every row; fewer samples than rows: one row (the middle, 1 of 2)
+    for shape, n, pixels in (((4, 3), 8192, 12), ((2, 10), 1, 10), ((3, 4), 0, 12)):
+        acc = Fuser(cfg.__class__(**{**vars(cfg), 'fit_sample_size': n}), compiled=compiled).fuse(
+            np.full(shape, 2.0, np.float32), np.full(shape, 2.0, np.float32)).accuracy
+        assert (acc.pixels, acc.overlap) == (pixels, 1.0), (shape, n, acc)
+
+
+def test_cached_index_maps_cannot_be_written():
+    """The nearest-neighbour maps are shared by every frame of a size (cached): read-only."""
+    rows = _index_map(6, 3)
+    with pytest.raises(ValueError, match='read-only'):
+        rows[0] = 5
+    np.testing.assert_array_equal(_index_map(6, 3), [1, 3, 5])
+
+
+# -------------------------------------------------------------------- local alignment at its bounds
+
+@pytest.mark.parametrize('alpha, student_m, tof_m, scale', [(0.02, 100.0, 1.0, 0.5), (50.0, 0.04, 4.0, 2.0),
+                                                           (0.02, 100.0, 0.5, None), (50.0, 0.04, 8.0, None)])
+def test_local_scale_times_alpha_exactly_at_the_alpha_range_ends_is_applied(alpha, student_m, tof_m, scale):
+    """A 3 x 3 frame, the centre a hole; the fit fails (too few pixels), so the correction is the
+    calibration: the student corrected is 2.0 m (float32(student) * float32(alpha) rounds to 2.0), its
+    border's ToF / student ratio is 0.5 or 2: scale * alpha is 0.01 or 100, the ends of ALPHA_RANGE,
+    applied; 0.25 or 4 (0.005, 200): not applied, the hole keeps the frame's correction."""
+    student = np.full((3, 3), student_m, np.float32)
+    assert F32(student_m) * F32(alpha) == F32(2.0)
+    tof = np.full((3, 3), tof_m, np.float32)
+    tof[1, 1] = np.nan
+    cfg = FusionConfig(mode='local', alpha=alpha, range_max=10.0, online_smoothing=0.0, local_min_ring=1,
+                       ground_tolerance=0.0, **NO_GATE)
+    res = fuse(student, tof, config=cfg)
+    assert res.correction.status == 'fallback' and res.correction.alpha == alpha, res.correction
+    assert (res.correction.holes, res.correction.holes_scaled) == (1, int(scale is not None)), res.correction
+    assert res.depth[1, 1] == F32(2.0 * (scale or 1.0)) and res.source[1, 1] == SOURCE_STUDENT
+
+
+def test_hole_scale_ratios_use_the_corrected_student_depth():
+    """hole_scales divides the ToF by d * alpha + beta: 3.0 / (1.0 * 2 + 0.5) on the ring of the centre."""
+    source = np.full((3, 3), SOURCE_TOF, np.uint8)
+    source[1, 1] = SOURCE_STUDENT
+    out = np.full((3, 3), 3.0, np.float32)
+    student = np.ones((3, 3), np.float32)
+    labels = np.zeros((3, 3), np.int32)
+    maps = _index_map(3, 3), _index_map(3, 3)
+    scales = kernel.hole_scales(out, source, student, *maps, F32(2.0), F32(0.5), labels, 4)
+    assert scales[1] == F32(3.0) / F32(2.5), scales
+
+
+def test_a_border_pixel_touching_a_hole_several_times_counts_once():
+    """A valid ToF pixel in the middle of a 3 x 3 hole touches it 4 times (up, left, right, down): one
+    border pixel, so local_min_ring 2 leaves the hole unscaled (NaN) and 1 scales it by that pixel."""
+    source = np.full((3, 3), SOURCE_STUDENT, np.uint8)
+    source[1, 1] = SOURCE_TOF
+    out = np.full((3, 3), 2.0, np.float32)
+    out[1, 1] = 3.0
+    student = np.full((3, 3), 1.5, np.float32)
+    maps = _index_map(3, 3), _index_map(3, 3)
+    for min_ring, expected in ((2, NAN), (1, 2.0)):
+        labels = np.zeros((3, 3), np.int32)
+        scales = kernel.hole_scales(out, source, student, *maps, F32(1.0), F32(0.0), labels, min_ring)
+        assert scales.size == 2 and np.array_equal(scales[1:], [expected], equal_nan=True), (min_ring, scales)
+        assert labels[1, 1] == 0 and np.all(labels[source == SOURCE_STUDENT] == 1), labels
+
+
+@pytest.mark.parametrize('extreme', [FLT_MAX, POS_MIN], ids=['largest', 'smallest'])
+def test_border_students_at_the_float32_extremes_are_readings(extreme):
+    """A hole at (0, 1) with three border pixels, one with the student at a float32 extreme: still a
+    reading, so 3 border pixels meet local_min_ring 3 and the median ratio is the others' 2.0."""
+    source = np.array([[1, 2, 1], [1, 1, 1]], np.uint8)
+    out = np.full((2, 3), 2.0, np.float32)
+    student = np.ones((2, 3), np.float32)
+    student[0, 0] = extreme
+    labels = np.zeros((2, 3), np.int32)
+    with np.errstate(over='ignore'):
+        scales = kernel.hole_scales(out, source, student, _index_map(2, 2), _index_map(3, 3), F32(1.0),
+                                    F32(0.0), labels, 3)
+    np.testing.assert_array_equal(scales[1:], [2.0])
+
+
+def test_scaled_hole_pixels_that_stop_being_readings_are_dropped_and_counted():
+    out = f32([1.0, 3e38, 2.0, POS_MIN])
+    source = np.array([[SOURCE_STUDENT, SOURCE_STUDENT, SOURCE_TOF, SOURCE_STUDENT]], np.uint8)
+    labels = np.array([[1, 1, 0, 2]], np.int32)
+    lost = kernel.scale_holes(out, source, labels, np.array([1.0, 2.0, 0.5], np.float32))
+    # 1.0 * 2; 3e38 * 2 overflows; the ToF pixel stays; the smallest float32 * 0.5 rounds to 0
+    check_table(out, f32([2.0, NAN, 2.0, NAN]), ['x2', 'overflow', 'ToF', 'underflow'], 'scaled holes')
+    check_table(source, [SOURCE_STUDENT, SOURCE_NONE, SOURCE_TOF, SOURCE_NONE],
+                ['x2', 'overflow', 'ToF', 'underflow'], 'source')
+    assert lost == 2
+
+
+def test_hole_labelling_of_a_checkerboard_stays_within_its_buffers():
+    """A checkerboard has the most holes a frame can have (every other pixel, none 4-connected): each its
+    own label in raster order, and every one of the 2 * 6 * 5 neighbour pairs an adjacency. Run also as
+    plain Python (``py_func``), where numpy checks every index the compiled pass does not."""
+    h = w = 6
+    yy, xx = np.mgrid[:h, :w]
+    source = np.where((yy + xx) % 2 == 0, SOURCE_TOF, SOURCE_STUDENT).astype(np.uint8)
+    expected = np.zeros((h, w), np.int32)
+    expected[source == SOURCE_STUDENT] = np.arange(1, h * w // 2 + 1)
+    for run in (kernel._label_holes, kernel._label_holes.py_func):
+        labels = np.zeros((h, w), np.int32)
+        pix, lab = np.empty(2 * h * w, np.int32), np.empty(2 * h * w, np.int32)
+        n, k = run(source, labels, pix, lab)
+        assert (n, k) == (h * w // 2, 2 * h * (w - 1)), (run, n, k)
+        np.testing.assert_array_equal(labels, expected)
+
+
+# ----------------------------------------------------------------------------- the kernel's compilation
+
+def test_the_compiled_passes_are_kept_in_numbas_on_disk_cache():
+    """Compiled once, then loaded at each start: every compiled entry point has its cache index on disk."""
+    for name, dispatcher in (('_fuse_loop', kernel.fuse_compiled), ('_hole_scales', kernel.hole_scales),
+                             ('_scale_holes', kernel.scale_holes), ('_plane_support', kernel.plane_support),
+                             ('_label_holes', kernel._label_holes)):
+        path = dispatcher.stats.cache_path
+        assert path is not None, f'{name}: compiled without the on-disk cache'
+        assert list(Path(path).glob(f'kernel.{name}-*.nbi')), f'{name}: no cache index in {path}'
+
+
+def test_without_numba_the_kernel_helpers_are_the_plain_functions(monkeypatch):
+    monkeypatch.setattr(kernel, '_NUMBA_PROBLEM', 'numba cannot be imported (a test)')
+
+    def helper(x):
+        return x + 1
+
+    assert kernel._jit(helper) is helper
+    assert kernel._jit(inline='always')(helper) is helper
+    assert kernel._jit(helper, ['int64(int64)'], fastmath=True) is helper
+
+
+@BOTH
+def test_delta1_is_strict_at_both_ends(compiled):
+    """Within delta1 means d / t and t / d both below 1.25: d = 1.875, t = 1.5 (d - t = t / 4) and d = 1.25,
+    t = 1.5625 (t - d = d / 4) are exactly 1.25 off, so not within (exact binary fractions); 2.4 / 2.0 is."""
+    tof = f32([1.0, 1.5, 2.0, 2.0, 1.5625])
+    student = f32([1.0, 1.875, 2.4, 5.0, 1.25])
+    cfg = FusionConfig(mode='gated', range_max=10.0, fit_sample_size=0, ground_tolerance=0.0, **NO_GATE)
+    acc = Fuser(cfg, compiled=compiled).fuse(student, tof).accuracy
+    assert (acc.pixels, acc.delta1) == (5, 2 / 5), acc
+    assert acc.absrel == pytest.approx((0 + 0.25 + 0.2 + 1.5 + 0.2) / 5, rel=1e-6), acc
+
+
+def test_compiled_pass_reads_any_index_maps():
+    """The kernel reads the pixels its index maps name, whatever they are: here columns reversed and rows
+    repeated on grids of the images' own sizes (the maps are not the identity though the sizes match)."""
+    rng = np.random.default_rng(5)
+    student, tof, conf = random_inputs(rng, np.float32, np.uint8, (6, 7), (6, 7))
+    lo, hi, tscale, cthr = _tof_rule(tof, '32FC1', conf, FusionConfig(range_min=0.1, range_max=4.0,
+                                                                      confidence_threshold=50.0))
+    rows = np.array([0, 0, 2, 3, 5, 5], np.int64)
+    cols = np.arange(7, dtype=np.int64)[::-1].copy()
+    outs = []
+    for run in (kernel.fuse_compiled, kernel.fuse_reference):
+        out, src = np.empty((6, 7), np.float32), np.empty((6, 7), np.uint8)
+        counts = run(student, rows, cols, tof, rows, cols, conf, cthr, lo, hi, tscale, F32(1.0), F32(0.0), 1,
+                     out, src)
+        outs.append((out, src, counts[:4]))
+    assert np.array_equal(outs[0][0].view(np.uint32), outs[1][0].view(np.uint32))
+    assert np.array_equal(outs[0][1], outs[1][1]) and outs[0][2] == outs[1][2]
+    expected = np.where(tof_valid(tof, '32FC1', 0.1, 4.0, conf, 50.0), SOURCE_TOF, SOURCE_NONE)
+    student_ok = np.isfinite(student) & (student > 0)
+    expected = np.where(expected == SOURCE_NONE, np.where(student_ok, SOURCE_STUDENT, SOURCE_NONE), expected)
+    np.testing.assert_array_equal(outs[0][1], expected[np.ix_(rows, cols)])
