@@ -150,6 +150,36 @@ def _clustered_uniform(shape: tuple[int, int], rng: np.random.Generator, cell: i
     return np.reciprocal(field, out=field)
 
 
+def _mix_edges(r: np.ndarray, amplitude: np.ndarray, rng: np.random.Generator,
+               cfg: ToFConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flying pixels: near a depth edge a pixel mixes with the other side, each side weighted by the light
+    it returns (reflectance, incidence and vignetting from its own pixel, distance from its own range).
+    Returns the measured range, the measured amplitude and the confidence factor of every pixel."""
+    f32 = np.float32
+    reflected = amplitude * r * r
+    lo, hi, refl_lo, refl_hi = _neighbourhood_extremes(r, reflected, cfg.edge_radius)
+    edge = (hi - lo) > f32(cfg.edge_threshold) + f32(cfg.edge_relative) * r
+    r_meas = r.copy()
+    amp_meas = amplitude.copy()
+    edge_factor = np.ones_like(r)
+    idx = np.flatnonzero(edge)
+    if idx.size:
+        re, loe, hie, ae = r.ravel()[idx], lo.ravel()[idx], hi.ravel()[idx], amplitude.ravel()[idx]
+        far = re - loe < hie - re
+        other = np.where(far, hie, loe)
+        refl_other = np.where(far, refl_hi.ravel()[idx], refl_lo.ravel()[idx])
+        share = rng.uniform(0.0, cfg.max_mixing, idx.size).astype(f32)
+        # light from the other surface per unit of this one's: a dark surface beside a bright one adds
+        # almost nothing to its reading (an absorbent box does not pull the wall behind it forward)
+        other_gain = (re / other) ** 2 * refl_other / np.maximum(reflected.ravel()[idx], f32(1e-12))
+        light_other = share * other_gain
+        weight = light_other / (light_other + (1 - share))     # amplitude-weighted share of the other range
+        r_meas.ravel()[idx] = re + weight * (other - re)
+        amp_meas.ravel()[idx] = ae * ((1 - share) + light_other)
+        edge_factor.ravel()[idx] = 1.0 - f32(cfg.edge_confidence_drop) * np.sin(np.pi * weight)
+    return r_meas, amp_meas, edge_factor
+
+
 def simulate_tof(depth: np.ndarray, ray_norm: np.ndarray, cos_incidence: np.ndarray, nir: np.ndarray,
                  specular: np.ndarray, rng: np.random.Generator,
                  config: ToFConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -174,29 +204,7 @@ def simulate_tof(depth: np.ndarray, ray_norm: np.ndarray, cos_incidence: np.ndar
     amplitude = (nir * cos_incidence / (r * r) * (1.0 / ray_norm) ** f32(cfg.vignetting_power)
                  * (1.0 - f32(0.7) * specular)).astype(f32)
 
-    # Flying pixels: mix with the other side of a depth edge, each side weighted by the light it returns
-    # (reflectance, incidence and vignetting from its own pixel, distance from its own range).
-    reflected = amplitude * r * r
-    lo, hi, refl_lo, refl_hi = _neighbourhood_extremes(r, reflected, cfg.edge_radius)
-    edge = (hi - lo) > f32(cfg.edge_threshold) + f32(cfg.edge_relative) * r
-    r_meas = r.copy()
-    amp_meas = amplitude.copy()
-    edge_factor = np.ones_like(r)
-    idx = np.flatnonzero(edge)
-    if idx.size:
-        re, loe, hie, ae = r.ravel()[idx], lo.ravel()[idx], hi.ravel()[idx], amplitude.ravel()[idx]
-        far = re - loe < hie - re
-        other = np.where(far, hie, loe)
-        refl_other = np.where(far, refl_hi.ravel()[idx], refl_lo.ravel()[idx])
-        share = rng.uniform(0.0, cfg.max_mixing, idx.size).astype(f32)
-        # light from the other surface per unit of this one's: a dark surface beside a bright one adds
-        # almost nothing to its reading (an absorbent box does not pull the wall behind it forward)
-        other_gain = (re / other) ** 2 * refl_other / np.maximum(reflected.ravel()[idx], f32(1e-12))
-        light_other = share * other_gain
-        weight = light_other / (light_other + (1 - share))     # amplitude-weighted share of the other range
-        r_meas.ravel()[idx] = re + weight * (other - re)
-        amp_meas.ravel()[idx] = ae * ((1 - share) + light_other)
-        edge_factor.ravel()[idx] = 1.0 - f32(cfg.edge_confidence_drop) * np.sin(np.pi * weight)
+    r_meas, amp_meas, edge_factor = _mix_edges(r, amplitude, rng, cfg)
 
     ratio = np.minimum(f32(cfg.amplitude_ref) / np.maximum(amp_meas, f32(1e-9)), f32(30.0))
     sigma = f32(cfg.noise_floor) * (1.0 + r_meas) * np.sqrt(ratio)
