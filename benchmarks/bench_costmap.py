@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         grid = [args.modes.split(','), [float(v) for v in args.ground.split(',')],
-                [float(v) for v in args.veiling.split(',')], [v in ('1', 'true') for v in args.contact.split(',')]]
+                [float(v) for v in args.veiling.split(',')],
+                [v in ('1', 'true') for v in args.contact.split(',')]]
     except ValueError as exc:
         print(f'bench_costmap: {exc}', file=sys.stderr)
         return 2
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     split = DriveSplit.load(folder)
     config = CostmapConfig.from_yaml(REPO / 'config' / 'nav2_local_costmap.yaml')
     print(f'{folder.name}, {args.frames} frames; recall: all / ToF-visible / dark block')
-    print('| mode | ground_tolerance | veiling_min_angle | ground_contact | recall | ToF-visible | dark block | '
-          'floor cells (worst) | phantom | cleared after |')
+    print('| mode | ground_tolerance | veiling_min_angle | ground_contact | recall | ToF-visible | '
+          'dark block | floor cells (worst) | phantom | cleared after |')
     print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     for mode, tolerance, angle, contact in itertools.product(*grid):
         fusion = {**node_parameters(params, '/depth_fusion_node'), 'mode': mode,
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         config)['']
         visible, dark = s.recall_split()
         clear = s.clear_time()
-        print(f'| {mode} | {tolerance:g} | {angle:g} | {str(contact).lower()} | {100 * s.recall:.1f} % | {100 * visible:.1f} % | '
+        print(f'| {mode} | {tolerance:g} | {angle:g} | {str(contact).lower()} | {100 * s.recall:.1f} % | '
+              f'{100 * visible:.1f} % | '
               f'{100 * dark:.1f} % | {s.floor} ({s.floor_worst}) | {s.phantom} | '
               f"{'never' if clear is None else f'{clear:.2f} s'} |", flush=True)
     return 0

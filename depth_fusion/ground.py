@@ -32,7 +32,8 @@ import numpy as np
 
 from depth_fusion import kernel
 
-__all__ = ['INLIER_TOLERANCE', 'MIN_INLIERS', 'GroundPlane', 'fit_ground', 'plane_support', 'snap_to_ground']
+__all__ = ['INLIER_TOLERANCE', 'MIN_INLIERS', 'GroundPlane', 'fit_ground', 'ground_contact', 'plane_support',
+           'snap_to_ground']
 
 #: A pixel is on the plane when its inverse depth is within this share of the plane's.
 INLIER_TOLERANCE = 0.03
@@ -134,6 +135,10 @@ def snap_to_ground(depth: np.ndarray, source: np.ndarray, plane: GroundPlane, to
 CONTACT_SLOPE = 0.5
 #: The foot's correction: at least this ratio (plane / student), and below 1 (only ever nearer).
 CONTACT_MIN_RATIO = 0.5
+#: No foot where the plane's depth changes by more than this log step from one row to the next (near the
+#: horizon: about 20 rows below it, 2.3 m for a camera 0.2 m up at the demo's focal length): there a row's
+#: quantization and the plane's fit error make the foot's depth unreliable.
+CONTACT_MAX_STEP = 0.05
 #: The corrected run: the student pixels above the foot whose raw depth is within this share of the foot's.
 CONTACT_RUN = 0.15
 
@@ -141,8 +146,8 @@ CONTACT_RUN = 0.15
 def ground_contact(depth: np.ndarray, raw: np.ndarray, source: np.ndarray, plane: GroundPlane,
                    on_plane: float = INLIER_TOLERANCE) -> int:
     """Bring student obstacles standing on the floor to the plane's depth at their foot, in place; returns
-    how many pixels moved (see the module docstring, "contact"). ``raw``: the student's depth before
-    ``snap_to_ground`` (read only); ``depth``: after it (written).
+    how many pixels moved (doc/fusion.md, "Ground contact"; off by default: it does not pay on the drives).
+    ``raw``: the student's depth before ``snap_to_ground`` (read only); ``depth``: after it (written).
 
     Per column, bottom row up. Floor evidence: a ToF pixel within ``on_plane`` of the plane (in inverse
     depth), or a student pixel whose depth grows from the one below like the plane's does (log step at
@@ -176,10 +181,12 @@ def ground_contact(depth: np.ndarray, raw: np.ndarray, source: np.ndarray, plane
                 plane_step = np.log(inv1) - np.log(inv)
                 grows = pair & (step >= np.float32(CONTACT_SLOPE) * plane_step)
                 upright = pair & ~grows
-                start = upright & evidence2 & ~np.isfinite(ratio)
+                start = upright & evidence2 & ~np.isfinite(ratio) & \
+                    (plane_step <= np.float32(CONTACT_MAX_STEP))
                 # the face meets the floor between f = r + 1 and f + 1 = r + 2
                 inv2 = inverse[r + 2] if r + 2 < h else inv1
-                contact = np.float32(2.0) / ((inv1 + inv2) * np.minimum(x, x1))
+                foot_inv = (inv1 + inv2) * np.float32(0.5)
+                contact = np.float32(1.0) / (foot_inv * np.minimum(x, x1))
                 ok = start & (contact >= np.float32(CONTACT_MIN_RATIO)) & (contact < np.float32(1.0))
                 ratio = np.where(ok, contact, ratio)
                 ref = np.where(ok, x1, ref)
