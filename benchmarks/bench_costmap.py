@@ -7,7 +7,7 @@ run in this process on every frame, with config/perception.yaml's parameters exc
 ground truth, as ``make demo`` does (every frame reaches the cloud here; a 0.1 s latency is assumed).
 
     PYTHONPATH=$PWD python benchmarks/bench_costmap.py --frames 90 --modes gated,local \\
-        --ground 0,0.25 --veiling 0,5
+        --ground 0,0.25 --veiling 0,5 --contact 0,1 --seed 35
 
 Prints one row per setting: obstacle recall (all, the obstacles the ToF sees, the dark block), floor and
 phantom cells, the removed box's time to clear.
@@ -78,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--modes', default='gated,local', help='fusion modes, comma-separated')
     parser.add_argument('--ground', default='0,0.25', help='ground_tolerance values, comma-separated')
     parser.add_argument('--veiling', default='0,5', help='veiling_min_angle values (degrees)')
+    parser.add_argument('--contact', default='0', help='ground_contact values (0/1), comma-separated')
+    parser.add_argument('--seed', type=int, help='held-out drive seed (default: the demo\'s)')
     parser.add_argument('--model', help='student ONNX (default: models/student_demo.pt exported)')
     args = parser.parse_args(argv)
     try:
         grid = [args.modes.split(','), [float(v) for v in args.ground.split(',')],
-                [float(v) for v in args.veiling.split(',')]]
+                [float(v) for v in args.veiling.split(',')],
+                [v in ('1', 'true') for v in args.contact.split(',')]]
     except ValueError as exc:
         print(f'bench_costmap: {exc}', file=sys.stderr)
         return 2
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from rc_offline.heldout import cache_root, ensure_split
     from rc_perception.launch_args import node_parameters
 
-    folder = ensure_split('heldout', args.frames)
+    folder = ensure_split('heldout', args.frames, seed=args.seed)
     onnx = Path(args.model) if args.model else export_models(
         REPO / 'models' / 'student_demo.pt', ensure_split('calibration', 6), cache_root(), 'fp32') / \
         'student_demo_fp32.onnx'
@@ -101,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     split = DriveSplit.load(folder)
     config = CostmapConfig.from_yaml(REPO / 'config' / 'nav2_local_costmap.yaml')
     print(f'{folder.name}, {args.frames} frames; recall: all / ToF-visible / dark block')
-    print('| mode | ground_tolerance | veiling_min_angle | recall | ToF-visible | dark block | floor cells '
-          '(worst) | phantom | cleared after |')
-    print('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for mode, tolerance, angle in itertools.product(*grid):
+    print('| mode | ground_tolerance | veiling_min_angle | ground_contact | recall | ToF-visible | '
+          'dark block | floor cells (worst) | phantom | cleared after |')
+    print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for mode, tolerance, angle, contact in itertools.product(*grid):
         fusion = {**node_parameters(params, '/depth_fusion_node'), 'mode': mode,
-                  'ground_tolerance': tolerance}
+                  'ground_tolerance': tolerance, 'ground_contact': contact}
         cloud = {**node_parameters(params, '/pointcloud_xyz_node'), 'veiling_min_angle': angle}
         recorded = clouds(folder, students, fusion, cloud)
         stems = sorted(recorded, key=lambda s: split.poses[s].stamp)
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         config)['']
         visible, dark = s.recall_split()
         clear = s.clear_time()
-        print(f'| {mode} | {tolerance:g} | {angle:g} | {100 * s.recall:.1f} % | {100 * visible:.1f} % | '
+        print(f'| {mode} | {tolerance:g} | {angle:g} | {str(contact).lower()} | {100 * s.recall:.1f} % | '
+              f'{100 * visible:.1f} % | '
               f'{100 * dark:.1f} % | {s.floor} ({s.floor_worst}) | {s.phantom} | '
               f"{'never' if clear is None else f'{clear:.2f} s'} |", flush=True)
     return 0

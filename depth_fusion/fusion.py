@@ -30,7 +30,7 @@ import numpy as np
 
 from depth_fusion import kernel
 from depth_fusion.calibration import ALPHA_RANGE, BETA_RANGE, median_scale, robust_affine_fit
-from depth_fusion.ground import GroundPlane, fit_ground, snap_to_ground
+from depth_fusion.ground import GroundPlane, fit_ground, ground_contact, snap_to_ground
 from depth_fusion.trust import BLIND_POLICIES, Accuracy, TrustGate, Verdict
 from rc_perception.camera import axis_map
 from rc_perception.depth import DEPTH_ENCODINGS, MM_ENCODINGS, MM_PER_M, metre_bounds
@@ -73,6 +73,7 @@ class FusionConfig:
     trust_when_blind: str = 'last'
     accuracy_smoothing: float = 0.7
     ground_tolerance: float = 0.25
+    ground_contact: bool = False
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -145,6 +146,7 @@ class FusionResult:
     verdict: Verdict
     ground: GroundPlane | None = None
     ground_pixels: int = 0
+    contact_pixels: int = 0
 
 
 _NO_STUDENT = (Correction(1.0, 0.0, 'none', 'no student depth'), None,
@@ -406,7 +408,7 @@ class Fuser:
                 n_student -= lost
         ground = self._ground(out, source, grid) if cfg.ground_tolerance > 0.0 and n_tof and n_student \
             else None
-        return FusionResult(out, source, corr, n_tof, n_student, acc, verdict, *(ground or (None, 0)))
+        return FusionResult(out, source, corr, n_tof, n_student, acc, verdict, *(ground or (None, 0, 0)))
 
     def _ground(self, out: np.ndarray, source: np.ndarray, grid: tuple[int, int]):
         """(the floor plane of the valid ToF at the sampled positions, student pixels placed on it), or None
@@ -418,7 +420,12 @@ class Fuser:
         if plane is None:
             return None
         snap = kernel.snap_compiled if self.compiled else snap_to_ground
-        return plane, snap(out, source, plane, self.config.ground_tolerance)
+        contact = self.config.ground_contact
+        if contact:  # the student's depth before the snap: the contact rule reads it
+            raw = self._buf('raw', grid, np.float32)
+            np.copyto(raw, out)
+        snapped = snap(out, source, plane, self.config.ground_tolerance)
+        return plane, snapped, ground_contact(out, raw, source, plane) if contact else 0
 
 
 def fuse(student: np.ndarray | None, tof: np.ndarray | None = None, tof_encoding: str = '32FC1',

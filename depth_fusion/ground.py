@@ -32,7 +32,8 @@ import numpy as np
 
 from depth_fusion import kernel
 
-__all__ = ['INLIER_TOLERANCE', 'MIN_INLIERS', 'GroundPlane', 'fit_ground', 'plane_support', 'snap_to_ground']
+__all__ = ['INLIER_TOLERANCE', 'MIN_INLIERS', 'GroundPlane', 'fit_ground', 'ground_contact', 'plane_support',
+           'snap_to_ground']
 
 #: A pixel is on the plane when its inverse depth is within this share of the plane's.
 INLIER_TOLERANCE = 0.03
@@ -128,3 +129,77 @@ def snap_to_ground(depth: np.ndarray, source: np.ndarray, plane: GroundPlane, to
         snap = (depth * inverse >= np.float32(1.0 - tolerance)) & (source == 2)
     np.divide(np.float32(1.0), inverse, out=depth, where=snap)
     return int(np.count_nonzero(snap))
+
+
+#: A student pixel pair grows like the floor when its log-depth step is at least this share of the plane's.
+CONTACT_SLOPE = 0.5
+#: The foot's correction: at least this ratio (plane / student), and below 1 (only ever nearer).
+CONTACT_MIN_RATIO = 0.5
+#: No foot where the plane's depth changes by more than this log step from one row to the next (near the
+#: horizon: about 20 rows below it, 2.3 m for a camera 0.2 m up at the demo's focal length): there a row's
+#: quantization and the plane's fit error make the foot's depth unreliable.
+CONTACT_MAX_STEP = 0.05
+#: The corrected run: the student pixels above the foot whose raw depth is within this share of the foot's.
+CONTACT_RUN = 0.15
+
+
+def ground_contact(depth: np.ndarray, raw: np.ndarray, source: np.ndarray, plane: GroundPlane,
+                   on_plane: float = INLIER_TOLERANCE) -> int:
+    """Bring student obstacles standing on the floor to the plane's depth at their foot, in place; returns
+    how many pixels moved (doc/fusion.md, "Ground contact"; off by default: it does not pay on the drives).
+    ``raw``: the student's depth before ``snap_to_ground`` (read only); ``depth``: after it (written).
+
+    Per column, bottom row up. Floor evidence: a ToF pixel within ``on_plane`` of the plane (in inverse
+    depth), or a student pixel whose depth grows from the one below like the plane's does (log step at
+    least ``CONTACT_SLOPE`` of the plane's). A foot: two student pixels ``f`` and ``f - 1`` whose depth does
+    not grow like the plane's (an upright face), with floor evidence at ``f + 1``. The face meets the floor
+    between rows ``f`` and ``f + 1``: ``ratio = plane / student`` there (the plane's inverse depth the mean
+    of the two rows'; the student's depth the smaller of ``f``'s and ``f - 1``'s). Where ``CONTACT_MIN_RATIO
+    <= ratio < 1`` the student pixels from ``f`` up whose raw depth is within ``CONTACT_RUN`` of ``f``'s take
+    ``raw * ratio``; the run ends at the first other pixel. ToF pixels are never changed; scale-free: the
+    student's depths are compared with each other only, not with the plane, to find the foot.
+    """
+    inverse = plane.inverse_depth(depth.shape)
+    h, w = depth.shape
+    low = np.float32(1.0 - on_plane)
+    high = np.float32(1.0 + on_plane)
+    ratio = np.full(w, np.nan, np.float32)
+    ref = np.full(w, np.nan, np.float32)
+    evidence1 = np.zeros(w, bool)   # floor evidence one row below the current row
+    evidence2 = np.zeros(w, bool)   # two rows below
+    moved = 0
+    if h < 3:
+        return 0
+    with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
+        for r in range(h - 1, -1, -1):
+            inv, s, x = inverse[r], source[r], raw[r]
+            student = (s == 2) & (inv > 0)
+            if r < h - 1:
+                inv1, x1, s1 = inverse[r + 1], raw[r + 1], source[r + 1]
+                pair = student & (s1 == 2) & (inv1 > 0)
+                step = np.log(x) - np.log(x1)
+                plane_step = np.log(inv1) - np.log(inv)
+                grows = pair & (step >= np.float32(CONTACT_SLOPE) * plane_step)
+                upright = pair & ~grows
+                start = upright & evidence2 & ~np.isfinite(ratio) & \
+                    (plane_step <= np.float32(CONTACT_MAX_STEP))
+                # the face meets the floor between f = r + 1 and f + 1 = r + 2
+                inv2 = inverse[r + 2] if r + 2 < h else inv1
+                foot_inv = (inv1 + inv2) * np.float32(0.5)
+                contact = np.float32(1.0) / (foot_inv * np.minimum(x, x1))
+                ok = start & (contact >= np.float32(CONTACT_MIN_RATIO)) & (contact < np.float32(1.0))
+                ratio = np.where(ok, contact, ratio)
+                ref = np.where(ok, x1, ref)
+                fix1 = ok  # row f itself
+                depth[r + 1][fix1] = x1[fix1] * ratio[fix1]
+                moved += int(np.count_nonzero(fix1))
+                tof_floor = (s == 1) & (depth[r] * inv >= low) & (depth[r] * inv <= high)
+                evidence = tof_floor | grows
+            else:
+                evidence = (s == 1) & (depth[r] * inv >= low) & (depth[r] * inv <= high)
+            run = student & np.isfinite(ratio) & (np.abs(x - ref) <= np.float32(CONTACT_RUN) * ref)
+            depth[r][run] = x[run] * ratio[run]
+            moved += int(np.count_nonzero(run))
+            ratio = np.where(run, ratio, np.nan)
+            evidence2, evidence1 = evidence1, evidence
+    return moved

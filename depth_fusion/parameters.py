@@ -97,6 +97,12 @@ PARAMS = (
               "depth of the floor plane fitted to the valid ToF along their ray take the plane's depth: what "
               "the student puts within this share of the camera's height above the floor, or below it (0.25: "
               '5 cm for a camera 0.2 m up). 0 turns it off.', min=0.0, max=0.9),
+    ParamSpec('ground_contact', _D.ground_contact, 'Experimental (issue 13): student obstacles whose '
+              "column rises from the floor are scaled to the floor plane's depth at their foot (only nearer, "
+              "ratio >= 0.5). Off: on the held-out drives it raises the dark block's recall but adds floor "
+              'and phantom '
+
+              'cells (doc/fusion.md).'),
     ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', min=0.1, max=60.0,
               read_only=True),
 )

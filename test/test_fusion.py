@@ -562,7 +562,7 @@ def test_defaults_are_the_documented_ones():
                     online_min_inliers=200, online_outlier_threshold=0.15, online_min_spread=0.2,
                     local_min_ring=20, output_grid='student', min_student_delta1=0.75, trust_hysteresis=0.05,
                     trust_min_overlap=0.05, trust_when_blind='last', accuracy_smoothing=0.7,
-                    ground_tolerance=0.25)
+                    ground_tolerance=0.25, ground_contact=False)
     got = vars(FusionConfig())
     assert got == expected, {k: (got[k], v) for k, v in expected.items() if got.get(k) != v}
 
