@@ -137,8 +137,9 @@ def write_plot(report: dict, path: str | Path) -> None:
         ImportError: matplotlib is not installed.
     """
     import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+
+    from rc_offline import figures
+    plt = figures.pyplot()
     # matplotlib >= 3.10 says orientation=, older ones (JetPack's apt packages) only vert=
     horizontal = {'orientation': 'horizontal'} if tuple(
         int(p) for p in re.findall(r'\d+', matplotlib.__version__)[:2]) >= (3, 10) else {'vert': False}
@@ -169,5 +170,4 @@ def write_plot(report: dict, path: str | Path) -> None:
     fig.suptitle(f"Student latency, {report['date'][:10]}: {facts['cpu']}{gpu}; "
                  f"{report['settings']['iterations']} runs each"[:150], fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    figures.save(fig, path, dpi=110)

@@ -552,9 +552,8 @@ def _removal_rows(scores: CostmapScores, m: dict) -> list[str]:
 def write_costmap_figure(path: Path, scores: CostmapScores, split: DriveSplit, footprint: np.ndarray) -> str:
     """One panel per snapshot of ``scores``: per-cell truth vs published colours in the world frame, the
     robot's ``footprint``, the marking range and the event boxes; returns the file name."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from rc_offline import figures
+    plt = figures.pyplot()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Circle, Patch, Polygon
 
@@ -589,8 +588,7 @@ def write_costmap_figure(path: Path, scores: CostmapScores, split: DriveSplit, f
     fig.tight_layout(rect=(0, 0.07, 1, 0.98))
     fig.legend(handles=[Patch(fc=colours(k), ec='0.6', label=name) for k, name in enumerate(names)][1:],
                loc='lower center', ncol=4, frameon=False)
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
+    figures.save(fig, path, dpi=72)
     return path.name
 
 

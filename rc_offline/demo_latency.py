@@ -132,9 +132,8 @@ def write_plot(b: LatencyBreakdown, path: str | Path) -> None:
     Raises:
         ImportError: matplotlib is not installed.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from rc_offline import figures
+    plt = figures.pyplot()
     segments = [(label, ms) for label, ms in b.segments() if np.isfinite(ms) and ms > 0]
     fig, ax = plt.subplots(figsize=(9, 1.4))
     left = 0.0
@@ -148,5 +147,4 @@ def write_plot(b: LatencyBreakdown, path: str | Path) -> None:
     label, ms = b.dominant()
     ax.set_title(f'where the time goes: slowest segment {label} ({ms:.1f} ms)', fontsize=9)
     ax.legend(fontsize=6.5, ncol=4, loc='upper center', bbox_to_anchor=(0.5, -0.7), frameon=False)
-    fig.savefig(path, dpi=110, bbox_inches='tight')
-    plt.close(fig)
+    figures.save(fig, path, dpi=110, bbox_inches='tight')

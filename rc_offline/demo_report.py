@@ -149,9 +149,8 @@ def _bev(ax, points: np.ndarray | None, pose) -> None:
 def write_panels(folder: Path, rows: list[dict], num_classes: int, depth_max: float = 6.0) -> list[str]:
     """One PNG per frame in ``rows`` (dicts with rgb, student, tof_m, confidence, fused, source, cloud,
     pose, stem); returns the file names."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from rc_offline import figures
+    plt = figures.pyplot()
     from matplotlib.colors import ListedColormap
 
     names = []
@@ -183,7 +182,6 @@ def write_panels(folder: Path, rows: list[dict], num_classes: int, depth_max: fl
         fig.suptitle(f"frame {row['stem']}", x=0.01, ha='left')
         fig.tight_layout()
         name = f"panel_{row['stem']}.png"
-        fig.savefig(folder / name, dpi=72)
-        plt.close(fig)
+        figures.save(fig, folder / name, dpi=72)
         names.append(name)
     return names

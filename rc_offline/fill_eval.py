@@ -144,9 +144,8 @@ def write_picture(path: str | Path, heldout: Recording, index: int, predictions:
                   mean: tuple[float, ...], std: tuple[float, ...], depth_max: float = 5.0) -> Path:
     """A PNG of held-out frame ``index``: what the student sees, the ToF label (hidden blocks outlined), each
     model's depth and its absolute error against the ToF (matplotlib, no display)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    from matplotlib import pyplot as plt
+    from rc_offline import figures
+    plt = figures.pyplot()
 
     rgb = heldout.inputs[index].astype(np.float32).transpose(1, 2, 0) * np.float32(std) + np.float32(mean)
     tof = heldout.tof[index].astype(np.float32)
@@ -171,11 +170,7 @@ def write_picture(path: str | Path, heldout: Recording, index: int, predictions:
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return figures.save(fig, path, dpi=90)
 
 
 def write_heldout_folder(dataset_dir: str | Path, out: str | Path, holdout: float) -> int:
