@@ -133,7 +133,7 @@ class _Room:
         self.rng = rng
         self.bounds = bounds
         self.height = height
-        self.placer = scenes._Placer(bounds, path, path_clearance=0.35)
+        self.placer = scenes.Placer(bounds, path, path_clearance=0.35)
         self.materials: list[Material] = []
         self.boxes: list[Box] = []
         self.cylinders: list[Cylinder] = []
@@ -218,7 +218,7 @@ def robot_scene(rng: np.random.Generator) -> Scene:
     """One room of the robot's home (see the module docstring), with its loop in ``Scene.path``."""
     bounds = (0.0, float(rng.uniform(4.5, 6.5)), 0.0, float(rng.uniform(4.0, 6.0)))
     height = float(rng.uniform(2.4, 2.7))
-    path = scenes._loop_path(*bounds, margin=float(rng.uniform(1.0, 1.3)))
+    path = scenes.loop_path(*bounds, margin=float(rng.uniform(1.0, 1.3)))
     floor, wall = _floor(rng), _wall(rng)
     ceiling = Material('paint', _tint((0.85, 0.85, 0.83)), _tint((0.85, 0.85, 0.83)), 0.0, nir=0.8,
                        salt=int(rng.integers(1 << 16)))

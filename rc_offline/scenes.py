@@ -58,10 +58,10 @@ from rc_perception.camera import Intrinsics
 from rc_perception.labels import CLASS_NAMES
 
 __all__ = [
-    'HEIGHT', 'WIDTH', 'Box', 'CameraPose', 'Cylinder', 'Door', 'GeometryRender', 'Material', 'Scene',
-    'SceneFrame', 'frame_rng', 'main', 'random_frames', 'random_intrinsics', 'random_pose', 'random_scene',
-    'render', 'render_frame', 'render_geometry', 'sequence_frames', 'sequence_poses', 'sequence_scene',
-    'training_sample', 'write_split',
+    'HEIGHT', 'WIDTH', 'Box', 'CameraPose', 'Cylinder', 'Door', 'GeometryRender', 'Material', 'Placer',
+    'Scene', 'SceneFrame', 'frame_rng', 'loop_path', 'main', 'random_frames', 'random_intrinsics',
+    'random_pose', 'random_scene', 'render', 'render_frame', 'render_geometry', 'sequence_frames',
+    'sequence_poses', 'sequence_scene', 'training_sample', 'write_split',
 ]
 
 WIDTH, HEIGHT = 640, 480
@@ -298,7 +298,7 @@ def _object_material(rng: np.random.Generator, role: str) -> Material:
                     specular=0.05, salt=salt)
 
 
-def _loop_path(x0: float, x1: float, y0: float, y1: float, margin: float) -> np.ndarray:
+def loop_path(x0: float, x1: float, y0: float, y1: float, margin: float) -> np.ndarray:
     """(N, 2) points 2 cm apart (by arc length) on a closed racetrack ``margin`` inside the bounds: a
     rectangle with corners rounded to a radius of up to 0.6 m, a turn a small car can drive."""
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -315,7 +315,7 @@ def _loop_path(x0: float, x1: float, y0: float, y1: float, margin: float) -> np.
     return np.stack([np.interp(even, arc, closed[:, 0]), np.interp(even, arc, closed[:, 1])], axis=1)
 
 
-class _Placer:
+class Placer:
     """Keeps object footprints (as circles) apart, inside the room and off the camera path."""
 
     def __init__(self, bounds: tuple[float, float, float, float], path: np.ndarray, path_clearance: float):
@@ -354,10 +354,10 @@ def random_scene(rng: np.random.Generator, kind: str | None = None) -> Scene:
     x0, x1, y0, y1 = bounds
     height = float(rng.uniform(2.4, 3.0))
     narrow = min(x1 - x0, y1 - y0)
-    path = _loop_path(x0, x1, y0, y1, margin=min(0.75, narrow / 2 - 0.3) if kind == 'corridor' else
+    path = loop_path(x0, x1, y0, y1, margin=min(0.75, narrow / 2 - 0.3) if kind == 'corridor' else
                       float(rng.uniform(0.9, 1.4)))
     materials, walls = _room_materials(rng)
-    objects = _Furnisher(rng, materials, _Placer(bounds, path, path_clearance=0.45), bounds, height)
+    objects = _Furnisher(rng, materials, Placer(bounds, path, path_clearance=0.45), bounds, height)
     if kind == 'room' and rng.random() < 0.4:
         objects.add_partition(walls[0])
     for _ in range(int(rng.integers(2, 7) if kind == 'corridor' else rng.integers(4, 11))):
@@ -402,7 +402,7 @@ def _room_materials(rng: np.random.Generator) -> tuple[list[Material], list[int]
 class _Furnisher:
     """Places the boxes, cylinders and poles of one scene (``random_scene``), each with a new material."""
 
-    def __init__(self, rng: np.random.Generator, materials: list[Material], placer: _Placer,
+    def __init__(self, rng: np.random.Generator, materials: list[Material], placer: Placer,
                  bounds: tuple[float, float, float, float], height: float) -> None:
         self.rng, self.materials, self.placer = rng, materials, placer
         self.bounds, self.height = bounds, height

@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip('matplotlib')
 pytest.importorskip('PIL')
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from rc_offline import figures  # noqa: E402
+from rc_offline import figures
 
 
 def test_a_figure_is_written_as_a_smaller_palette_png_that_keeps_its_colours(tmp_path):
